@@ -1,0 +1,103 @@
+"""The `bench` command line. Each command is a thin layer over a plain function."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from brainvis.errors import UserError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="EEG-to-image reconstruction benchmark.")
+world_app = typer.Typer(no_args_is_help=True, help="Build and inspect synthetic worlds (EEG-CVPR40 format).")
+data_app = typer.Typer(no_args_is_help=True, help="Validate dataset folders.")
+app.add_typer(world_app, name="world")
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@world_app.command("build")
+def world_build(
+    scale: str = typer.Option("mini", help="smoke (tests, seconds), mini (the default world) or full (real-set size)."),
+    out: Path = typer.Option(..., help="Folder to write the world into."),
+    seed: int = typer.Option(0, help="World seed: same command, same world on any machine."),
+    block_drift: bool = typer.Option(False, "--block-drift", help="Present trials in class blocks with block-specific state (the confound)."),
+    force: bool = typer.Option(False, "--force", help="Replace whatever is at --out."),
+) -> None:
+    """Write a synthetic world in the real dataset's exact on-disk format, then probe it."""
+    from bench.world.build import REPORT, build_world
+    from bench.world.spec import make_spec
+
+    spec = make_spec(scale, seed=seed, block_drift=block_drift)
+    with console.status(f"building world {spec.world_id}") as status:
+        report = build_world(spec, out, force=force, progress=lambda msg: status.update(msg))
+    probe = report["probe"]
+    table = Table(title=f"world {spec.world_id} at {out}", show_header=True)
+    table.add_column("probe (test split, mean over subjects)")
+    table.add_column("accuracy", justify="right")
+    table.add_column("chance", justify="right")
+    table.add_row("class from ERP features", f"{probe['class_accuracy']:.3f}", f"{probe['chance']:.3f}")
+    for k, v in probe.get("attribute_accuracy", {}).items():
+        table.add_row(f"attribute: {k}", f"{v:.3f}", f"{probe['attribute_chance'][k]:.3f}")
+    table.add_row("block state (stimulus-blind)", f"{probe['drift_accuracy']:.3f}", f"{probe['chance']:.3f}")
+    console.print(table)
+    console.print(f"report: {Path(out) / REPORT}  ({report.get('timings_s', {}).get('total', 0):.1f} s)")
+
+
+@data_app.command("check")
+def data_check(
+    root: Path = typer.Argument(..., help="Dataset folder: eeg_5_95_std.pth, block_splits_*.pth, images/."),
+    image_root: Optional[Path] = typer.Option(None, help="Image folder if not ROOT/images."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Validate a dataset folder (real or synthetic) and print a summary."""
+    from bench.datacheck import check_dataset
+
+    summary = check_dataset(root, image_root=image_root)
+    if as_json:
+        console.print_json(json.dumps(summary.to_dict()))
+        return
+    modes = [m for m in ("all", "single") if any(m in r for r in summary.subjects.values())]
+    table = Table(title=f"{root}: {', '.join(f'{k} ({v} trials)' for k, v in summary.eeg_files.items())}")
+    for col in ["subject", "trials", "450<=L<=600", "full 20..460"] + [f"{m} train/val/test" for m in modes]:
+        table.add_column(col, justify="right")
+    for s, row in summary.subjects.items():
+        cells = [str(s), str(row["trials"]), str(row["kept"]), str(row["full_window"])]
+        cells += ["/".join(str(row[m][k]) for k in ("train", "val", "test")) for m in modes]
+        table.add_row(*cells)
+    console.print(table)
+    console.print(
+        f"classes: {summary.n_classes} ({summary.known_classes} EEG-CVPR40 WNIDs); images: {summary.n_images}, none missing"
+        + (f"; captions for {summary.captions}" if summary.captions is not None else "")
+    )
+    if summary.world:
+        console.print(f"synthetic world {summary.world['world_id']} ({summary.world.get('command', '')})")
+    console.print("[green]ok[/]")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point (the console script calls ``sys.exit(main())``).
+
+    User errors print one line and return 2, never a traceback.
+    """
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("interrupted")
+        return 130
+    return rv if isinstance(rv, int) else 0

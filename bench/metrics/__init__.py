@@ -1,0 +1,33 @@
+"""Metric core of brainvis-bench (REFERENCE §4-5).
+
+Small functions with explicit array inputs; each registered metric returns a flat JSON-safe
+dict whose ``"value"`` is the headline number. Look metrics up by name with
+:func:`get_metric`; ``METRICS[name].higher_is_better`` gives the direction.
+"""
+
+from .registry import METRICS, Metric, UnknownMetricError, get_metric, list_metrics, register
+from .nway import (
+    TIE_RULES,
+    n_way_top_k,
+    n_way_top_k_exact,
+    n_way_top_k_label,
+    reference_from_probs,
+    resolve_n_way,
+)
+from .inception_score import inception_score_from_logits, inception_score_torch_fidelity
+from .fid import feature_statistics, fid, fid_from_features, fid_torch_fidelity, frechet_distance
+from .ssim import SSIM_SETTINGS, ssim
+from .clip_similarity import clip_similarity
+from .classification import classification_metrics, macro_f1, top1, top3, top5, top_k_accuracy
+from .stats import bootstrap_ci, bootstrap_summary, paired_comparison
+
+__all__ = [
+    "METRICS", "Metric", "UnknownMetricError", "get_metric", "list_metrics", "register",
+    "TIE_RULES", "n_way_top_k", "n_way_top_k_exact", "n_way_top_k_label", "reference_from_probs", "resolve_n_way",
+    "inception_score_from_logits", "inception_score_torch_fidelity",
+    "feature_statistics", "fid", "fid_from_features", "fid_torch_fidelity", "frechet_distance",
+    "SSIM_SETTINGS", "ssim",
+    "clip_similarity",
+    "classification_metrics", "macro_f1", "top1", "top3", "top5", "top_k_accuracy",
+    "bootstrap_ci", "bootstrap_summary", "paired_comparison",
+]

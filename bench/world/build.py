@@ -1,0 +1,254 @@
+"""Build a synthetic world on disk, in the EEG-CVPR40 release's exact format, and probe it.
+
+``build_world(spec, out)`` writes into a temporary folder next to ``out`` and renames it into
+place only when everything (files, manifest, probe report) is complete, so an interrupted or
+failed build never leaves a partial world behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from brainvis.classes import WNIDS
+from brainvis.data import SPLIT_FILES, DataConfig, load_release, load_split_data
+from brainvis.errors import UserError
+from bench.world import eeg as sim
+from bench.world.images import ATTRIBUTES, ImageSpec, caption, render, sample_specs
+from bench.world.probe import band_log_power, binned_means, probe_accuracy, trial_means
+from bench.world.spec import WorldSpec
+
+EEG_FILE = "eeg_5_95_std.pth"
+RAW_FILE = "eeg_signals_raw_with_mean_std.pth"
+MANIFEST = "world.json"
+REPORT = "world_report.json"
+
+Progress = Callable[[str], None]
+
+
+def _lengths(rng: np.random.Generator, n: int, odd_rate: float) -> np.ndarray:
+    """Trial lengths: 460..600 (about 515 +- 15); a share ``odd_rate`` outside 450..600."""
+    lengths = np.clip(np.round(rng.normal(515, 15, n)), 460, 600).astype(np.int64)
+    odd = rng.random(n) < odd_rate
+    lengths[odd] = np.where(rng.random(odd.sum()) < 0.5, rng.integers(425, 450, odd.sum()), rng.integers(601, 626, odd.sum()))
+    return lengths
+
+
+def _split_by_image(labels: np.ndarray, rng: np.random.Generator, images: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Stratified 4:1:1 split of image indices (per class: 1/6 val, 1/6 test, at least one each)."""
+    images = np.arange(labels.size) if images is None else images
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for c in np.unique(labels[images]):
+        members = rng.permutation(images[labels[images] == c])
+        k = max(1, int(round(members.size / 6)))
+        parts["test"] += members[:k].tolist()
+        parts["val"] += members[k : 2 * k].tolist()
+        parts["train"] += members[2 * k :].tolist()
+    return {name: np.sort(np.array(v, dtype=np.int64)) for name, v in parts.items()}
+
+
+def _simulate(args: tuple) -> sim.SubjectEEG:
+    subject, specs, lengths, codes, seed_seq, block_drift = args
+    return sim.simulate_subject(subject, specs, lengths, codes, np.random.default_rng(seed_seq), block_drift=block_drift)
+
+
+def _digest(tensors: list[torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(np.ascontiguousarray(t.numpy()).tobytes())
+    return h.hexdigest()
+
+
+def read_manifest(out: Path) -> dict | None:
+    try:
+        return json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def build_world(
+    spec: WorldSpec, out: str | Path, *, force: bool = False, workers: int = 2, progress: Progress | None = None
+) -> dict:
+    """Write the world described by ``spec`` to ``out`` and return its report.
+
+    If ``out`` already holds this exact world it is reused (nothing is rewritten). If it holds
+    anything else the build refuses unless ``force``.
+    """
+    say = progress or (lambda msg: None)
+    out = Path(out)
+    existing = read_manifest(out) if out.is_dir() else None
+    if existing and existing.get("world_id") == spec.world_id and not force and (out / REPORT).is_file():
+        say(f"world {spec.world_id} already built at {out}; reusing it")
+        return json.loads((out / REPORT).read_text())
+    if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and does not hold world {spec.world_id}; choose another --out or pass --force to replace it")
+
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        seeds = np.random.SeedSequence([spec.seed, int(spec.block_drift)]).spawn(4 + spec.subjects)
+        world_rng, image_rng, length_rng, split_rng = (np.random.default_rng(s) for s in seeds[:4])
+
+        # Images, captions, attributes.
+        specs = sample_specs(spec.images_per_class, image_rng)
+        for s in specs:
+            path = tmp / "images" / s.name.split("_")[0] / f"{s.name}.JPEG"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            render(s, spec.image_side).save(path, quality=95)
+        (tmp / "captions.json").write_text(json.dumps({s.name: caption(s) for s in specs}, indent=1, sort_keys=True))
+        (tmp / "attributes.json").write_text(json.dumps({s.name: s.to_dict() for s in specs}, indent=1, sort_keys=True))
+        timings["images"] = time.perf_counter() - t0
+        say(f"rendered {len(specs)} images")
+
+        # EEG, one subject per task.
+        t1 = time.perf_counter()
+        codes = sim.world_codes(world_rng, len(specs))
+        subjects = list(range(1, spec.subjects + 1))
+        lengths = {s: _lengths(length_rng, len(specs), spec.odd_length_rate) for s in subjects}
+        tasks = [(s, specs, lengths[s], codes, seeds[4 + k], spec.block_drift) for k, s in enumerate(subjects)]
+        if workers > 1:
+            with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+                results = list(pool.map(_simulate, tasks))
+        else:
+            results = [_simulate(t) for t in tasks]
+        timings["eeg_simulate"] = time.perf_counter() - t1
+        say(f"simulated {len(subjects)} subjects x {len(specs)} trials")
+
+        t2 = time.perf_counter()
+        labels = np.array([s.label for s in specs])
+        names = [s.name for s in specs]
+        digests = {}
+        for fname, attr in ((EEG_FILE, "filtered"), (RAW_FILE, "raw")):
+            trials = [
+                {"eeg": torch.from_numpy(x), "label": int(labels[i]), "image": i, "subject": subj}
+                for subj, res in zip(subjects, results)
+                for i, x in enumerate(getattr(res, attr))
+            ]
+            torch.save({"dataset": trials, "labels": list(WNIDS), "images": names}, tmp / fname)
+            digests[fname] = _digest([t["eeg"] for t in trials])
+        session = {
+            str(subj): {"onset_s": res.onset.round(3).tolist(), "block": res.block.tolist()} for subj, res in zip(subjects, results)
+        }
+        (tmp / "session.json").write_text(json.dumps(session))
+        del results
+
+        # Splits: 'all' indexes the full trial list (subject-major, image-minor: trial = (s-1)*n + i);
+        # 'single' indexes one subject's trials (position = image) and covers about half the images.
+        n_img = len(specs)
+        all_splits, single_splits = [], []
+        for _ in range(spec.n_splits):
+            by_image = _split_by_image(labels, split_rng)
+            all_splits.append({k: [int((s - 1) * n_img + i) for s in subjects for i in v] for k, v in by_image.items()})
+            half = np.concatenate([split_rng.permutation(np.flatnonzero(labels == c))[: max(3, (labels == c).sum() // 2)] for c in range(40)])
+            single_splits.append({k: v.tolist() for k, v in _split_by_image(labels, split_rng, np.sort(half)).items()})
+        torch.save({"splits": all_splits}, tmp / SPLIT_FILES["all"])
+        torch.save({"splits": single_splits}, tmp / SPLIT_FILES["single"])
+        timings["write"] = time.perf_counter() - t2
+        say("wrote EEG files and splits")
+
+        manifest = {
+            "world_id": spec.world_id,
+            "spec": spec.to_dict(),
+            "format": "EEG-CVPR40 (Spampinato et al., CVPR 2017) on-disk layout; synthetic data",
+            "files": sorted(p.name for p in tmp.iterdir() if p.is_file()) + ["images/"],
+            "eeg_digest_sha256": digests,
+            "n_trials": len(subjects) * n_img,
+            "n_images": n_img,
+            "subjects": subjects,
+            "command": f"bench world build --scale {spec.scale} --seed {spec.seed}" + (" --block-drift" if spec.block_drift else ""),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+        t3 = time.perf_counter()
+        report = {"world_id": spec.world_id, "spec": spec.to_dict(), "probe": probe_world(tmp, workers=workers)}
+        timings["probe"] = time.perf_counter() - t3
+        timings["total"] = time.perf_counter() - t0
+        report["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
+        (tmp / REPORT).write_text(json.dumps(report, indent=1))
+        say("probed the world")
+
+        if out.exists():
+            trash = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(trash)
+            tmp.rename(out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def probe_subject(root: str | Path, subject: int) -> dict:
+    """Class, attribute and drift probes of one subject (see :mod:`bench.world.probe`)."""
+    root = Path(root)
+    with threadpool_limits(1):
+        filt = load_release(root / EEG_FILE, check_finite=False)
+        raw = load_release(root / RAW_FILE, check_finite=False)
+        attrs = json.loads((root / "attributes.json").read_text()) if (root / "attributes.json").is_file() else None
+        d = load_split_data(DataConfig(root=str(root), subject=subject), release=filt)
+        r = load_split_data(DataConfig(root=str(root), eeg_file=RAW_FILE, subject=subject), release=raw)
+        ytr, yte = d.train.label.numpy(), d.test.label.numpy()
+        erp_tr, erp_te = binned_means(d.train.eeg), binned_means(d.test.eeg)
+        res: dict = {
+            "n_train": len(d.train),
+            "n_test": len(d.test),
+            "class_accuracy": probe_accuracy(erp_tr, ytr, erp_te, yte),
+            "drift_probes": {
+                "trial_means_raw": probe_accuracy(trial_means(r.train.eeg), ytr, trial_means(r.test.eeg), yte, c=1.0),
+                "band_power_5_95": probe_accuracy(band_log_power(d.train.eeg), ytr, band_log_power(d.test.eeg), yte, c=1.0),
+            },
+        }
+        res["drift_accuracy"] = max(res["drift_probes"].values())
+        if attrs is not None:
+            res["attribute_accuracy"] = {}
+            for key in ATTRIBUTES:
+                a_tr = np.array([attrs[n][key] for n in d.train.image_names])
+                a_te = np.array([attrs[n][key] for n in d.test.image_names])
+                res["attribute_accuracy"][key] = probe_accuracy(erp_tr, a_tr, erp_te, a_te)
+    return res
+
+
+def probe_world(root: str | Path, *, workers: int = 2) -> dict:
+    """Probe every subject (in parallel) and summarise: means over subjects, and per subject."""
+    root = Path(root)
+    release = load_release(root / EEG_FILE, check_finite=False)
+    subjects = release.subjects
+    n_classes = len(release.labels)
+    del release
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(subjects))) as pool:
+            results = list(pool.map(probe_subject, [root] * len(subjects), subjects))
+    else:
+        results = [probe_subject(root, s) for s in subjects]
+    per_subject = {str(s): r for s, r in zip(subjects, results)}
+
+    def mean_of(get) -> float:
+        return round(float(np.mean([get(v) for v in per_subject.values()])), 4)
+
+    out: dict = {
+        "chance": 1 / n_classes,
+        "class_accuracy": mean_of(lambda v: v["class_accuracy"]),
+        "drift_accuracy": mean_of(lambda v: v["drift_accuracy"]),
+        "drift_probes": {k: mean_of(lambda v, k=k: v["drift_probes"][k]) for k in ("trial_means_raw", "band_power_5_95")},
+    }
+    if "attribute_accuracy" in results[0]:
+        out["attribute_accuracy"] = {k: mean_of(lambda v, k=k: v["attribute_accuracy"][k]) for k in ATTRIBUTES}
+        out["attribute_chance"] = {k: round(1 / len(v), 4) for k, v in ATTRIBUTES.items()}
+    out["per_subject"] = per_subject
+    return out

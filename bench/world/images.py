@@ -1,0 +1,175 @@
+"""Procedural images of the synthetic world.
+
+Each of the 40 classes is a distinct visual concept: one of 10 shapes drawn with one of 4 fills
+(10 x 4 = 40). Within a class, images vary in attributes a caption can state: colour, size,
+position and background. The class is what an image classifier must recognise; the attributes are
+what a caption adds on top of the class prompt (the "semantic interpolation" axis of BrainVis).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from brainvis.classes import CLASS_NAMES, WNIDS
+
+SHAPES = ("circle", "square", "triangle", "diamond", "pentagon", "hexagon", "star", "cross", "crescent", "arrow")
+FILLS = ("solid", "striped", "checkered", "hollow")
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 205, 40),
+    "purple": (150, 60, 190),
+    "orange": (240, 130, 30),
+}
+SIZES = {"small": 0.5, "large": 0.8}  # object diameter as a fraction of the image side
+POSITIONS = {"left": -0.17, "centre": 0.0, "right": 0.17}  # horizontal offset of the centre
+BACKGROUNDS = {"white": (240, 240, 235), "grey": (128, 128, 128), "black": (20, 20, 25), "sky": (150, 200, 240)}
+ATTRIBUTES = {"colour": tuple(COLOURS), "size": tuple(SIZES), "position": tuple(POSITIONS), "background": tuple(BACKGROUNDS)}
+_SUPERSAMPLE = 4
+
+
+def class_concept(label: int) -> tuple[str, str]:
+    """(shape, fill) of a class: shapes cycle fastest so neighbouring labels differ in shape."""
+    return SHAPES[label % len(SHAPES)], FILLS[label // len(SHAPES)]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """Everything that determines one rendered image."""
+
+    name: str
+    label: int
+    colour: str
+    size: str
+    position: str
+    background: str
+    rotation: float  # degrees, small within-class jitter
+    dy: float  # vertical jitter, fraction of the side
+
+    def attributes(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in ATTRIBUTES}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def caption(spec: ImageSpec) -> str:
+    """The ground-truth caption: the class plus the attributes a captioner would state."""
+    return f"a photo of a {CLASS_NAMES[spec.label]}, {spec.size} and {spec.colour}, on the {spec.position}, on a {spec.background} background"
+
+
+def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[tuple[float, float]]:
+    def ring(n: int, radius: float, phase: float) -> list[tuple[float, float]]:
+        return [(cx + radius * math.cos(phase + rot + 2 * math.pi * k / n), cy + radius * math.sin(phase + rot + 2 * math.pi * k / n)) for k in range(n)]
+
+    if shape == "square":
+        return ring(4, r, math.pi / 4)
+    if shape == "diamond":
+        return ring(4, r, 0.0)
+    if shape == "triangle":
+        return ring(3, r, -math.pi / 2)
+    if shape == "pentagon":
+        return ring(5, r, -math.pi / 2)
+    if shape == "hexagon":
+        return ring(6, r, 0.0)
+    if shape == "star":
+        outer, inner = ring(5, r, -math.pi / 2), ring(5, 0.42 * r, -math.pi / 2 + math.pi / 5)
+        return [p for pair in zip(outer, inner) for p in pair]
+    if shape == "cross":
+        a, b = r, 0.36 * r
+        pts = [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b), (-a, -b), (-b, -b)]
+    elif shape == "arrow":
+        pts = [(-r, -0.3 * r), (0.1 * r, -0.3 * r), (0.1 * r, -0.8 * r), (r, 0), (0.1 * r, 0.8 * r), (0.1 * r, 0.3 * r), (-r, 0.3 * r)]
+    else:
+        raise ValueError(shape)
+    c, s = math.cos(rot), math.sin(rot)
+    return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts]
+
+
+def _shape_mask(shape: str, side: int, cx: float, cy: float, r: float, rot_deg: float) -> Image.Image:
+    rot = math.radians(rot_deg)
+    mask = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(mask)
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    elif shape == "crescent":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+        off = 0.45 * r
+        draw.ellipse([cx - r + off * math.cos(rot), cy - r + off * math.sin(rot) - 0.1 * r, cx + r + off * math.cos(rot), cy + r + off * math.sin(rot) - 0.1 * r], fill=0)
+    else:
+        draw.polygon(_polygon(shape, cx, cy, r, rot), fill=255)
+    return mask
+
+
+def _fill_mask(fill: str, side: int, shape_mask: Image.Image, r: float) -> Image.Image:
+    """Where the object's colour goes inside the shape."""
+    m = np.asarray(shape_mask, dtype=np.uint8) > 127
+    yy, xx = np.mgrid[0:side, 0:side]
+    period = max(2, int(round(side / 8)))  # 8 stripes / checks across the image
+    if fill == "solid":
+        out = m
+    elif fill == "striped":
+        out = m & ((yy // (period // 2 or 1)) % 2 == 0)
+    elif fill == "checkered":
+        out = m & (((yy // period) + (xx // period)) % 2 == 0)
+    elif fill == "hollow":
+        width = max(2, int(round(0.28 * r)))
+        inner = m.copy()
+        for _ in range(width):  # binary erosion by a 4-neighbourhood, `width` times
+            inner = inner & np.roll(inner, 1, 0) & np.roll(inner, -1, 0) & np.roll(inner, 1, 1) & np.roll(inner, -1, 1)
+        out = m & ~inner
+    else:
+        raise ValueError(fill)
+    return Image.fromarray((out * 255).astype(np.uint8))
+
+
+def render(spec: ImageSpec, side: int = 64) -> Image.Image:
+    """Render one RGB image (supersampled, then downsampled for anti-aliasing)."""
+    big = side * _SUPERSAMPLE
+    shape, fill = class_concept(spec.label)
+    r = 0.5 * SIZES[spec.size] * big
+    cx = big * (0.5 + POSITIONS[spec.position])
+    cy = big * (0.5 + spec.dy)
+    img = Image.new("RGB", (big, big), BACKGROUNDS[spec.background])
+    mask = _shape_mask(shape, big, cx, cy, r, spec.rotation)
+    paint = _fill_mask(fill, big, mask, r)
+    img.paste(COLOURS[spec.colour], (0, 0, big, big), paint)
+    if fill in ("striped", "checkered"):  # a thin outline keeps the silhouette visible
+        outline = _fill_mask("hollow", big, mask, 0.25 * r)
+        img.paste(COLOURS[spec.colour], (0, 0, big, big), outline)
+    return img.resize((side, side), Image.LANCZOS)
+
+
+def sample_specs(images_per_class: int, rng: np.random.Generator) -> list[ImageSpec]:
+    """Image specs for every class, attributes drawn so each value appears about equally often."""
+    specs: list[ImageSpec] = []
+    used_ids: set[tuple[int, int]] = set()
+    for label in range(len(CLASS_NAMES)):
+        # Cyclic assignment from a random start, then shuffled: balanced within and across classes.
+        draws = {
+            k: rng.permutation((np.arange(images_per_class) + rng.integers(len(v))) % len(v)) for k, v in ATTRIBUTES.items()
+        }
+        for j in range(images_per_class):
+            while True:  # image ids like the release's (n02951358_31190), unique within a class
+                num = int(rng.integers(1000, 60000))
+                if (label, num) not in used_ids:
+                    used_ids.add((label, num))
+                    break
+            specs.append(
+                ImageSpec(
+                    name=f"{WNIDS[label]}_{num}",
+                    label=label,
+                    colour=ATTRIBUTES["colour"][draws["colour"][j]],
+                    size=ATTRIBUTES["size"][draws["size"][j]],
+                    position=ATTRIBUTES["position"][draws["position"][j]],
+                    background=ATTRIBUTES["background"][draws["background"][j]],
+                    rotation=float(rng.uniform(-12, 12)),
+                    dy=float(rng.uniform(-0.06, 0.06)),
+                )
+            )
+    return specs

@@ -1,0 +1,52 @@
+"""Known-answer probes of a dataset: is the planted signal there, and can the block state be read?
+
+- class probe: logistic regression on binned ERP means of the 5-95 Hz window -> class.
+- attribute probe: the same features -> each image attribute (synthetic worlds only).
+- drift probes, which cannot see the stimulus-locked response: per-channel trial means of the
+  file that keeps slow content, and per-channel log band power at 30-95 Hz (where evoked
+  responses have no energy) of the 5-95 Hz file -> class. Under a block design the class is the
+  block, so these score far above chance exactly when block state leaks into the trials.
+
+All probes train on the training split and score the test split of the same subject.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+FS = 1000
+
+
+def binned_means(eeg: torch.Tensor, bin_ms: int = 40) -> np.ndarray:
+    """``[N, C, T]`` -> ``[N, C * T // bin]``: mean of each channel in consecutive time bins."""
+    x = eeg.numpy() if isinstance(eeg, torch.Tensor) else np.asarray(eeg)
+    n, c, t = x.shape
+    nb = t // bin_ms
+    return x[:, :, : nb * bin_ms].reshape(n, c, nb, bin_ms).mean(-1).reshape(n, c * nb)
+
+
+def trial_means(eeg: torch.Tensor) -> np.ndarray:
+    """Per-channel mean of each trial, ``[N, C]``."""
+    return eeg.double().mean(-1).numpy()
+
+
+def band_log_power(eeg: torch.Tensor, low: float = 30.0, high: float = 95.0) -> np.ndarray:
+    """Per-channel log power in ``[low, high]`` Hz of each trial, ``[N, C]``."""
+    x = eeg.double()
+    spec = torch.fft.rfft(x - x.mean(-1, keepdim=True), dim=-1).abs() ** 2
+    f = torch.fft.rfftfreq(x.shape[-1], 1 / FS)
+    band = (f >= low) & (f <= high)
+    return torch.log(spec[..., band].mean(-1) + 1e-12).numpy()
+
+
+def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, c: float = 0.05) -> float:
+    """Test accuracy of a standardised, L2-regularised multinomial logistic regression."""
+    if np.unique(y_train).size < 2:
+        return float(np.mean(y_test == y_train[0]))
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=300))
+    model.fit(x_train, y_train)
+    return float(np.mean(model.predict(x_test) == y_test))

@@ -1,0 +1,35 @@
+"""Shared fixtures: offline, one torch thread, and smoke worlds built once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def smoke_world(tmp_path_factory):
+    """A smoke-scale world (3 subjects x 240 trials), without block drift."""
+    from bench.world.build import build_world
+    from bench.world.spec import make_spec
+
+    out = tmp_path_factory.mktemp("worlds") / "smoke"
+    report = build_world(make_spec("smoke", seed=0), out)
+    return out, report
+
+
+@pytest.fixture(scope="session")
+def smoke_world_drift(tmp_path_factory):
+    """The same scale with --block-drift (class blocks with block-specific state)."""
+    from bench.world.build import build_world
+    from bench.world.spec import make_spec
+
+    out = tmp_path_factory.mktemp("worlds") / "smoke_drift"
+    report = build_world(make_spec("smoke", seed=0, block_drift=True), out)
+    return out, report

@@ -1,0 +1,138 @@
+"""The synthetic world: determinism, identity, images/captions, known-answer probes, safe writes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainvis.data import image_path, load_release
+from brainvis.errors import UserError
+from bench.cli import main
+from bench.world import build as build_mod
+from bench.world.build import build_world
+from bench.world.images import ATTRIBUTES, class_concept
+from bench.world.spec import make_spec
+
+
+def test_world_id_derives_from_spec():
+    a, b = make_spec("smoke", seed=0), make_spec("smoke", seed=0)
+    assert a.world_id == b.world_id and a.world_id.startswith("cvpr40-synth-smoke-")
+    ids = {make_spec("smoke", seed=1).world_id, make_spec("smoke", block_drift=True).world_id, make_spec("mini").world_id, a.world_id}
+    assert len(ids) == 4
+    with pytest.raises(UserError, match="unknown world scale"):
+        make_spec("huge")
+    with pytest.raises(UserError, match="seed"):
+        make_spec("smoke", seed=-1)
+
+
+def test_same_command_same_world_serial_or_parallel(smoke_world, tmp_path):
+    root, _ = smoke_world
+    again = tmp_path / "again"
+    build_world(make_spec("smoke", seed=0), again, workers=1)  # serial build, same seed
+    m1 = json.loads((root / "world.json").read_text())
+    m2 = json.loads((again / "world.json").read_text())
+    assert m1["world_id"] == m2["world_id"]
+    assert m1["eeg_digest_sha256"] == m2["eeg_digest_sha256"]
+    assert (root / "captions.json").read_text() == (again / "captions.json").read_text()
+    assert json.loads((root / "world_report.json").read_text())["probe"] == json.loads((again / "world_report.json").read_text())["probe"]
+
+
+def test_images_captions_and_concepts(smoke_world):
+    root, _ = smoke_world
+    release = load_release(root / "eeg_5_95_std.pth")
+    captions = json.loads((root / "captions.json").read_text())
+    attrs = json.loads((root / "attributes.json").read_text())
+    assert set(captions) == set(release.images) == set(attrs)
+    for name in release.images[:: len(release.images) // 20]:
+        img = Image.open(image_path(root / "images", name))
+        assert img.format == "JPEG" and img.size == (64, 64) and img.mode == "RGB"
+        a = attrs[name]
+        for key in ATTRIBUTES:
+            assert a[key] in captions[name]  # the caption states every attribute
+    # 40 distinct concepts; within a class, attributes vary.
+    assert len({class_concept(c) for c in range(40)}) == 40
+    for key in ATTRIBUTES:
+        per_class = {}
+        for a in attrs.values():
+            per_class.setdefault(a["label"], set()).add(a[key])
+        assert np.mean([len(v) > 1 for v in per_class.values()]) > 0.9
+
+
+def test_smoke_probe_report(smoke_world):
+    root, report = smoke_world
+    saved = json.loads((root / "world_report.json").read_text())
+    assert saved["probe"] == report["probe"]
+    probe = report["probe"]
+    assert probe["chance"] == pytest.approx(1 / 40)
+    assert set(probe) >= {"class_accuracy", "attribute_accuracy", "drift_accuracy", "chance", "per_subject"}
+    assert set(probe["per_subject"]) == {"1", "2", "3"}
+    assert probe["class_accuracy"] > 3 * probe["chance"]  # even with 4 training trials per class
+
+
+def test_block_drift_is_readable_only_with_block_design(smoke_world, smoke_world_drift):
+    _, plain = smoke_world
+    _, drift = smoke_world_drift
+    chance = plain["probe"]["chance"]
+    # Stimulus-blind probes (trial means of the raw file; 30-95 Hz band power of the 5-95 file).
+    assert drift["probe"]["drift_probes"]["trial_means_raw"] > 0.5
+    assert drift["probe"]["drift_probes"]["band_power_5_95"] > 0.5  # survives the 5 Hz high-pass
+    assert plain["probe"]["drift_accuracy"] < 4 * chance
+    for subject in plain["probe"]["per_subject"].values():
+        assert subject["drift_accuracy"] < 0.15
+
+
+@pytest.mark.slow
+def test_mini_world_known_answers(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mini") / "mini"
+    report = build_world(make_spec("mini"), out)
+    probe = report["probe"]
+    chance = probe["chance"]
+    per = probe["per_subject"]
+    assert set(per) == {str(s) for s in range(1, 7)}
+    assert all(v["n_test"] >= 80 for v in per.values())
+    assert probe["class_accuracy"] > 5 * chance
+    assert all(v["class_accuracy"] > 3 * chance for v in per.values())
+    above = [k for k, v in probe["attribute_accuracy"].items() if v > probe["attribute_chance"][k] + 0.1]
+    assert above, probe["attribute_accuracy"]
+    accs = [v["class_accuracy"] for v in per.values()]
+    assert max(accs) - min(accs) > 0.1  # subjects differ
+    assert probe["drift_accuracy"] < 3 * chance
+    assert report["timings_s"]["total"] > 0
+
+
+def test_refuses_to_overwrite_and_never_leaves_partial_output(tmp_path, monkeypatch):
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "precious.txt").write_text("keep me")
+    with pytest.raises(UserError, match="--force"):
+        build_world(make_spec("smoke"), occupied)
+    assert (occupied / "precious.txt").read_text() == "keep me"
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated crash during probing")
+
+    monkeypatch.setattr(build_mod, "probe_world", boom)
+    target = tmp_path / "target"
+    with pytest.raises(RuntimeError):
+        build_world(make_spec("smoke"), target, workers=1)
+    assert not target.exists()
+    assert not any(p.name.startswith(".target") for p in tmp_path.iterdir())
+
+
+def test_cli_world_build_then_data_check(smoke_world, tmp_path, capsys):
+    # Reusing an existing world is instant and leaves it untouched.
+    root, _ = smoke_world
+    before = (root / "world.json").stat().st_mtime_ns
+    assert main(["world", "build", "--scale", "smoke", "--out", str(root)]) == 0
+    assert (root / "world.json").stat().st_mtime_ns == before
+    capsys.readouterr()
+    assert main(["data", "check", str(root), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["world"]["world_id"] == make_spec("smoke").world_id
+    assert summary["eeg_files"] == {"eeg_5_95_std.pth": 720, "eeg_signals_raw_with_mean_std.pth": 720}
+    assert summary["subjects"]["1"]["all"]["test"] == 40 and summary["captions"] == 240
+    assert main(["world", "build", "--scale", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
