@@ -82,6 +82,11 @@ def data_check(
     console.print("[green]ok[/]")
 
 
+from bench import cli_harness  # noqa: E402
+
+cli_harness.register(app)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point (the console script calls ``sys.exit(main())``).
 

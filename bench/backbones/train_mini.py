@@ -1,0 +1,372 @@
+"""`bench backbones train`: train the mini backbones for a synthetic world, reproducibly.
+
+Training data ("the world's corpus"): the world's training-split stimulus images with their
+captions, plus images drawn from the world's renderer with a seed disjoint from the stimulus images
+(the analogue of the web-scale data real backbones are trained on). Validation and test stimulus
+images are never used for training; the quality figures are measured on them.
+
+Stages run two at a time (one torch thread each): CLIP || VAE, then UNet || the three CNNs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from bench.backbones import mini as M
+from bench.world.images import ATTRIBUTES, caption, render, sample_specs
+from brainvis.classes import CLASS_NAMES, class_prompt
+from brainvis.data import SPLIT_FILES, image_path, load_splits
+from brainvis.errors import UserError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Steps and sizes of each stage (the defaults made the shipped weights)."""
+
+    seed: int = 0
+    corpus_per_class: int = 250  # extra rendered images per class (10,000 in all)
+    clip_steps: int = 1500
+    clip_batch: int = 128
+    clip_lr: float = 1e-3
+    vae_steps: int = 600
+    vae_batch: int = 64
+    vae_lr: float = 1e-3
+    unet_steps: int = 3500
+    unet_batch: int = 64
+    unet_lr: float = 1e-3
+    unet_ema: float = 0.995
+    cond_dropout: float = 0.1  # share of empty-prompt conditions (for classifier-free guidance)
+    cnn_steps: int = 800
+    cnn_batch: int = 128
+    cnn_lr: float = 2e-3
+    eval_steps: int = 25  # sampling steps for the generator quality figure
+    eval_guidance: float = 4.0
+
+
+QUICK = TrainConfig(corpus_per_class=8, clip_steps=3, vae_steps=3, unet_steps=3, cnn_steps=3, clip_batch=16, vae_batch=8, unet_batch=8, cnn_batch=16, eval_steps=2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Corpus
+# --------------------------------------------------------------------------------------------------
+
+
+def _jpeg_roundtrip(img: Image.Image) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=95)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def _small(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB").resize((M.RESOLUTION, M.RESOLUTION), Image.BICUBIC))
+
+
+def world_stimuli(world: Path, part: str | tuple[str, ...]) -> dict:
+    """Stimulus images of the world's split 0 ('all') parts, at mini resolution, with labels."""
+    parts = (part,) if isinstance(part, str) else part
+    attrs = json.loads((world / "attributes.json").read_text())
+    captions = json.loads((world / "captions.json").read_text())
+    split = load_splits(world / SPLIT_FILES["all"])[0]
+    # 'all' indices are subject-major, image-minor: image index = trial index mod n_images.
+    images_list = torch.load(world / "eeg_5_95_std.pth", weights_only=True, mmap=True)["images"]
+    chosen = sorted({images_list[int(i) % len(images_list)] for p in parts for i in split[p]})
+    imgs = np.stack([_small(Image.open(image_path(world / "images", n))) for n in chosen])
+    return {
+        "names": chosen,
+        "images": imgs,
+        "captions": [captions[n] for n in chosen],
+        "labels": {k: np.array([ATTRIBUTES[k].index(attrs[n][k]) if k != "class" else attrs[n]["label"] for n in chosen]) for k in M.CAPTION_HEADS},
+    }
+
+
+def build_corpus(world: Path, cfg: TrainConfig, world_seed: int) -> dict:
+    """World training stimuli + freshly rendered images (disjoint seed), at mini resolution."""
+    train = world_stimuli(world, "train")
+    rng = np.random.default_rng(np.random.SeedSequence([world_seed, 0xC0, cfg.seed]))
+    specs = sample_specs(cfg.corpus_per_class, rng)
+    extra = np.stack([_small(_jpeg_roundtrip(render(s, 64))) for s in specs])
+    labels = {
+        k: np.concatenate([train["labels"][k], np.array([s.label if k == "class" else ATTRIBUTES[k].index(getattr(s, k)) for s in specs])])
+        for k in M.CAPTION_HEADS
+    }
+    return {"images": np.concatenate([train["images"], extra]), "captions": train["captions"] + [caption(s) for s in specs], "labels": labels}
+
+
+# --------------------------------------------------------------------------------------------------
+# Stages (each runs in its own process with one torch thread)
+# --------------------------------------------------------------------------------------------------
+
+
+def _setup(seed: int) -> torch.Generator:
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _batches(n: int, batch: int, steps: int, g: torch.Generator):
+    for _ in range(steps):
+        yield torch.randint(0, n, (batch,), generator=g)
+
+
+def _cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, total: int, warmup: int = 100) -> None:
+    lr = base * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def _log(work: Path, name: str, step: int, total: int, loss: float) -> None:
+    with open(work / f"{name}.progress", "w") as fh:
+        fh.write(f"{step} {total} {loss:.5f}\n")
+
+
+def stage_clip(work: Path, cfg: TrainConfig) -> str:
+    g = _setup(cfg.seed + 1)
+    data = np.load(work / "corpus.npz")
+    captions = json.loads((work / "captions.json").read_text())
+    labels = data["class"]
+    x_all = M.images_to_tensor(data["images"])
+    tokens_cap = M.open_clip.tokenize(captions, context_length=77)
+    tokens_cls = M.open_clip.tokenize([class_prompt(c) for c in range(len(CLASS_NAMES))], context_length=77)
+    model = M.build_clip().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.clip_lr, weight_decay=0.05)
+    for step, idx in enumerate(_batches(len(x_all), cfg.clip_batch, cfg.clip_steps, g)):
+        _cosine_lr(opt, cfg.clip_lr, step, cfg.clip_steps)
+        # A third of the texts are the bare class prompt, so class prompts land where captions do.
+        use_cls = torch.rand(len(idx), generator=g) < 1 / 3
+        tok = torch.where(use_cls[:, None], tokens_cls[torch.as_tensor(labels)[idx]], tokens_cap[idx])
+        img = model.encode_image(x_all[idx], normalize=True)
+        txt = model.encode_text(tok, normalize=True)
+        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
+        # Same-caption duplicates are rare; same-class pairs are soft positives for the class prompts.
+        same = (torch.as_tensor(labels)[idx][:, None] == torch.as_tensor(labels)[idx][None, :]) & (use_cls[None, :] | use_cls[:, None])
+        target = torch.eye(len(idx)) + same.float()
+        target = target / target.sum(1, keepdim=True)
+        loss = 0.5 * (torch.sum(-target * F.log_softmax(logits, 1), 1).mean() + torch.sum(-target.T * F.log_softmax(logits.T, 1), 1).mean())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 20 == 0 or step == cfg.clip_steps - 1:
+            _log(work, "clip", step + 1, cfg.clip_steps, float(loss))
+    M.save_model(model, work / "clip.safetensors")
+    return "clip"
+
+
+def stage_vae(work: Path, cfg: TrainConfig) -> str:
+    g = _setup(cfg.seed + 2)
+    x_all = M.images_to_tensor(np.load(work / "corpus.npz")["images"])
+    vae = M.build_vae().train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
+    for step, idx in enumerate(_batches(len(x_all), cfg.vae_batch, cfg.vae_steps, g)):
+        _cosine_lr(opt, cfg.vae_lr, step, cfg.vae_steps, warmup=50)
+        x = x_all[idx]
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample(generator=g)).sample
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-6 * post.kl().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 20 == 0 or step == cfg.vae_steps - 1:
+            _log(work, "vae", step + 1, cfg.vae_steps, float(loss))
+    M.save_model(vae, work / "vae.safetensors")
+    return "vae"
+
+
+def stage_unet(work: Path, cfg: TrainConfig) -> str:
+    g = _setup(cfg.seed + 3)
+    data = np.load(work / "corpus.npz")
+    captions = json.loads((work / "captions.json").read_text())
+    clip = M.load_model("clip", work)
+    vae = M.load_model("vae", work)
+    text = M.MiniClipText(clip)
+    with torch.no_grad():
+        x_all = M.images_to_tensor(data["images"])
+        scale = 1.0 / float(torch.cat([vae.encode(x_all[i : i + 256]).latent_dist.mean for i in range(0, min(len(x_all), 2048), 256)]).std())
+        lat = torch.cat([vae.encode(x_all[i : i + 256]).latent_dist.mean for i in range(0, len(x_all), 256)]) * scale
+        uniq = sorted(set(captions))
+        pos = {c: i for i, c in enumerate(uniq)}
+        cond_u = torch.cat([text.encode_tokens(uniq[i : i + 256]) for i in range(0, len(uniq), 256)])
+        cond_idx = torch.tensor([pos[c] for c in captions])
+        uncond = text.encode_tokens([""])
+    unet = M.build_unet().train()
+    ema = M.build_unet().eval()
+    ema.load_state_dict(unet.state_dict())
+    sched = M.noise_scheduler()
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=0.01)
+    for step, idx in enumerate(_batches(len(lat), cfg.unet_batch, cfg.unet_steps, g)):
+        _cosine_lr(opt, cfg.unet_lr, step, cfg.unet_steps)
+        z0 = lat[idx]
+        cond = cond_u[cond_idx[idx]]
+        drop = torch.rand(len(idx), generator=g) < cfg.cond_dropout
+        cond = torch.where(drop[:, None, None], uncond.expand_as(cond), cond)
+        noise = torch.randn(z0.shape, generator=g)
+        t = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=g)
+        zt = sched.add_noise(z0, noise, t)
+        loss = F.mse_loss(unet(zt, t, encoder_hidden_states=cond).sample, noise)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        decay = min(cfg.unet_ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), unet.parameters()):
+                pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        if step % 20 == 0 or step == cfg.unet_steps - 1:
+            _log(work, "unet", step + 1, cfg.unet_steps, float(loss))
+    M.save_model(ema, work / "unet.safetensors")
+    (work / "latent_scale.json").write_text(json.dumps({"scaling_factor": scale}))
+    return "unet"
+
+
+def stage_cnns(work: Path, cfg: TrainConfig) -> str:
+    data = np.load(work / "corpus.npz")
+    x_all = M.images_to_tensor(data["images"])
+    targets = {k: torch.as_tensor(data[k]) for k in M.CAPTION_HEADS}
+    for k, name in enumerate(("classifier", "fidelity", "captioner")):
+        g = _setup(cfg.seed + 10 + k)
+        net = M.MODELS[name]().train()
+        heads = list(net.heads)
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.cnn_lr, weight_decay=1e-4)
+        for step, idx in enumerate(_batches(len(x_all), cfg.cnn_batch, cfg.cnn_steps, g)):
+            _cosine_lr(opt, cfg.cnn_lr, step, cfg.cnn_steps, warmup=50)
+            x = x_all[idx]
+            # light augmentation: small shifts keep the classifier robust to generated images
+            dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+            x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+            out = net(x)
+            loss = sum(F.cross_entropy(out[h], targets[h][idx], label_smoothing=0.05) for h in heads)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % 20 == 0 or step == cfg.cnn_steps - 1:
+                _log(work, name, step + 1, cfg.cnn_steps, float(loss))
+        M.save_model(net, work / f"{name}.safetensors")
+    return "cnns"
+
+
+# --------------------------------------------------------------------------------------------------
+# Quality figures (held-out world images: validation + test stimuli)
+# --------------------------------------------------------------------------------------------------
+
+
+def measure_quality(world: Path, weights_dir: Path, cfg: TrainConfig, *, limit: int | None = None) -> dict:
+    """Known-answer quality of the mini backbones on the world's held-out images."""
+    torch.set_num_threads(1)
+    held = world_stimuli(world, ("val", "test"))
+    if limit:
+        held = {k: (v[:limit] if not isinstance(v, dict) else {kk: vv[:limit] for kk, vv in v.items()}) for k, v in held.items()}
+    bb = M.load_mini_backbones(weights_dir)
+    labels = held["labels"]["class"]
+    out: dict = {"n_heldout": int(len(labels))}
+    out["classifier_accuracy"] = float((bb.classifier.probs(held["images"]).argmax(1).numpy() == labels).mean())
+    img = bb.image_encoder.encode(held["images"])
+    txt = bb.text_encoder.encode_pooled([class_prompt(c) for c in range(len(CLASS_NAMES))])
+    out["clip_retrieval_top1"] = float(((img @ txt.T).argmax(1).numpy() == labels).mean())
+    caps = bb.captioner.caption(held["images"])
+    out["captioner_exact"] = float(np.mean([c == t for c, t in zip(caps, held["captions"])]))
+    cond = bb.text_encoder.encode_tokens(held["captions"])
+    gen = bb.generator.txt2img(cond, steps=cfg.eval_steps, guidance=cfg.eval_guidance, seed=cfg.seed)
+    out["generator_class_fidelity"] = float((bb.classifier.probs(gen).argmax(1).numpy() == labels).mean())
+    perm = np.random.default_rng(cfg.seed).permutation(len(labels))
+    gen_shuf = bb.generator.txt2img(cond[perm], steps=cfg.eval_steps, guidance=cfg.eval_guidance, seed=cfg.seed)
+    out["generator_class_fidelity_shuffled"] = float((bb.classifier.probs(gen_shuf).argmax(1).numpy() == labels).mean())
+    out["chance"] = 1 / len(CLASS_NAMES)
+    out["settings"] = {"resolution": M.RESOLUTION, "sampling_steps": cfg.eval_steps, "guidance": cfg.eval_guidance, "scheduler": "PNDM (PLMS)"}
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Orchestration
+# --------------------------------------------------------------------------------------------------
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train_backbones(world: str | Path, out: str | Path, cfg: TrainConfig = TrainConfig(), *, workers: int = 2, progress: Callable[[dict], None] | None = None) -> dict:
+    """Train every mini backbone for ``world`` into ``out``; return the manifest written there."""
+    world, out = Path(world), Path(out)
+    manifest_path = world / "world.json"
+    if not manifest_path.is_file():
+        raise UserError(f"{world}: not a synthetic world (no world.json); build one with `bench world build`")
+    world_manifest = json.loads(manifest_path.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / ".work"
+    work.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    corpus = build_corpus(world, cfg, world_manifest["spec"]["seed"])
+    np.savez(work / "corpus.npz", images=corpus["images"], **corpus["labels"])
+    (work / "captions.json").write_text(json.dumps(corpus["captions"]))
+    timings = {"corpus": time.perf_counter() - t0}
+
+    def run_pair(a: Callable, b: Callable) -> None:
+        if workers > 1:
+            with ProcessPoolExecutor(max_workers=2) as pool:
+                futs = [pool.submit(a, work, cfg), pool.submit(b, work, cfg)]
+                while not all(f.done() for f in futs):
+                    time.sleep(1.0)
+                    if progress:
+                        progress(read_progress(work))
+                for f in futs:
+                    f.result()
+        else:
+            a(work, cfg)
+            b(work, cfg)
+
+    t1 = time.perf_counter()
+    run_pair(stage_clip, stage_vae)
+    timings["clip_vae"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    run_pair(stage_unet, stage_cnns)
+    timings["unet_cnns"] = time.perf_counter() - t2
+    for name in M.MODELS:
+        os.replace(work / f"{name}.safetensors", out / f"{name}.safetensors")
+    scale = json.loads((work / "latent_scale.json").read_text())["scaling_factor"]
+    manifest = {
+        "world_id": world_manifest["world_id"],
+        "seed": cfg.seed,
+        "command": f"bench backbones train --world <{world_manifest['world_id']}> --seed {cfg.seed}",
+        "train_config": asdict(cfg),
+        "latent_scaling_factor": scale,
+        "digests": {name: _digest(out / f"{name}.safetensors") for name in M.MODELS},
+        "versions": {"torch": torch.__version__},
+    }
+    (out / M.MANIFEST).write_text(json.dumps(manifest, indent=1))
+    t3 = time.perf_counter()
+    manifest["quality"] = measure_quality(world, out, cfg)
+    timings["quality"] = time.perf_counter() - t3
+    timings["total"] = time.perf_counter() - t0
+    manifest["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    manifest["train_minutes"] = round(timings["total"] / 60, 1)
+    (out / M.MANIFEST).write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def read_progress(work: Path) -> dict:
+    out = {}
+    for p in work.glob("*.progress"):
+        try:
+            step, total, loss = p.read_text().split()
+            out[p.stem] = (int(step), int(total), float(loss))
+        except ValueError:
+            continue
+    return out
+
+

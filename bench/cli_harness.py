@@ -1,0 +1,329 @@
+"""CLI commands of the harness (`bench run`, `bench grid ...`, `bench perf`), registered on the main app.
+
+Multi-value options take a comma list, a repeated flag, or both:
+``--subjects 1,4``, ``--subjects 1 --subjects 4`` and ``--subjects 1,4 --subjects 6`` all work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from brainvis.errors import UserError
+
+console = Console()
+err_console = Console(stderr=True)
+
+EEG_FILE = "eeg_5_95_std.pth"
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers (plain functions; the commands below are thin)
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_multi(values: list[str] | None, conv: Callable, what: str) -> list | None:
+    """``["1,4", "6"]`` -> ``[1, 4, 6]``; every bad item is named in one UserError."""
+    if not values:
+        return None
+    items = [x.strip() for v in values for x in str(v).split(",") if x.strip()]
+    out, bad = [], []
+    for x in items:
+        try:
+            out.append(conv(x))
+        except ValueError:
+            bad.append(x)
+    if bad:
+        raise UserError(f"--{what}: not valid: {', '.join(map(repr, bad))}")
+    return out
+
+
+def load_profile(name: str) -> dict:
+    """``bench/profiles/<name>.toml`` as a dict ({} if that file does not exist)."""
+    entry = resources.files("bench") / "profiles" / f"{name}.toml"
+    if not entry.is_file():
+        return {}
+    try:
+        return tomllib.loads(entry.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"profile {name}: bench/profiles/{name}.toml is not valid TOML ({exc})") from exc
+
+
+def folder_dataset_id(root: Path) -> str:
+    """``world.json``'s world id, else ``cvpr40:`` + a short hash of the EEG file's name, size and mtime."""
+    manifest = root / "world.json"
+    if manifest.is_file():
+        try:
+            wid = json.loads(manifest.read_text()).get("world_id")
+            if wid:
+                return str(wid)
+        except (OSError, ValueError):
+            pass
+    st = (root / EEG_FILE).stat()
+    blob = f"{EEG_FILE}:{st.st_size}:{int(st.st_mtime)}"
+    return "cvpr40:" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def dataset_subjects(root: Path) -> list[int]:
+    """The dataset's subjects: from world.json when present, else from the EEG file itself."""
+    manifest = root / "world.json"
+    if manifest.is_file():
+        try:
+            subjects = json.loads(manifest.read_text()).get("subjects")
+            if isinstance(subjects, list) and subjects:
+                return sorted(int(s) for s in subjects)
+        except (OSError, ValueError, TypeError):
+            pass
+    from bench.trial import _release
+
+    return _release(str(root / EEG_FILE)).subjects
+
+
+def resolve_data(data: Path | None, *, say: Callable[[str], None] = lambda m: None) -> tuple[Path, str]:
+    """(data root, dataset id). No ``data``: the mini world in the cache, built on first use."""
+    if data is None:
+        from bench.paths import world_dir
+        from bench.world.build import build_world
+        from bench.world.spec import make_spec
+
+        spec = make_spec("mini")
+        out = world_dir(spec.world_id)
+        say(f"mini world {spec.world_id} at {out}")
+        build_world(spec, out, progress=say)
+        return out.absolute(), spec.world_id
+    root = Path(data).expanduser().absolute()
+    if not root.is_dir():
+        raise UserError(f"--data {data}: no such folder")
+    if not (root / EEG_FILE).is_file():
+        raise UserError(f"--data {data}: {EEG_FILE} not found (expected the EEG-CVPR40 layout; see `bench data check`)")
+    return root, folder_dataset_id(root)
+
+
+def metric_summary(frame, keys: list[str], max_metrics: int = 10) -> Table | None:
+    """Method (x variant) x metric means over this run's ok records."""
+    if frame.empty:
+        return None
+    df = frame[frame["key"].isin(keys)]
+    if df.empty:
+        return None
+    metrics = [c for c in df.columns if c.startswith("metric.") and not c.endswith((".ci_low", ".ci_high"))]
+    preferred = ["metric.top1", "metric.top5", "metric.nway_top1", "metric.ssim", "metric.pcc", "metric.clip_score", "metric.fid", "metric.is"]
+    metrics = [m for m in preferred if m in metrics] + sorted(m for m in metrics if m not in preferred)
+    metrics = metrics[:max_metrics]
+    df = df.assign(row=df["method"] + df["variant"].fillna("").map(lambda v: f" [{v}]" if v else ""))
+    table = Table(title="mean over this grid's trials (ok only)")
+    table.add_column("method")
+    table.add_column("ok", justify="right")
+    table.add_column("failed", justify="right")
+    for m in metrics:
+        table.add_column(m.removeprefix("metric."), justify="right")
+    for row, g in df.groupby("row", sort=False):
+        ok = g[g["status"] == "ok"]
+        cells = [str(row), str(len(ok)), str(int((g["status"] != "ok").sum()))]
+        for m in metrics:
+            vals = ok[m].dropna() if m in ok else []
+            cells.append(f"{vals.mean():.3f}" if len(vals) else "-")
+        table.add_row(*cells)
+    return table
+
+
+def run_command(
+    *,
+    grid: str,
+    profile: str | None = None,
+    data: Path | None = None,
+    store: Path | None = None,
+    subjects: list[int] | None = None,
+    seeds: list[int] | None = None,
+    methods: list[str] | None = None,
+    max_concurrent: int | None = None,
+    gpus_per_trial: float = 0.0,
+    address: str | None = None,
+    retry_failed: bool = False,
+    backbones_dir: Path | None = None,
+    live: bool | None = None,
+) -> int:
+    from bench.grid import check_all, check_subjects, expand_trials, load_grid
+
+    g = load_grid(grid).with_overrides(methods=methods, subjects=subjects, seeds=seeds, profile=profile)
+    check_all(g)  # values + methods, before any data or store is touched
+    if address:
+        from bench.runner import check_address
+
+        check_address(address)
+    say = (lambda m: err_console.print(m, highlight=False)) if err_console.is_terminal else (lambda m: None)
+    root, dataset_id = resolve_data(data, say=say)
+    check_subjects(g, dataset_subjects(root))
+    if backbones_dir is not None and not Path(backbones_dir).expanduser().exists():
+        raise UserError(f"--backbones-dir {backbones_dir}: not found")
+
+    from bench.progress import RunProgress
+    from bench.runner import run_grid
+    from bench.store import Store
+    from bench.trial import RunEnv
+
+    st = Store(store if store is not None else Path("runs") / g.name)
+    env = RunEnv(
+        data_root=str(root),
+        dataset_id=dataset_id,
+        profile=load_profile(str(g.profile)),
+        backbones="paper" if g.profile == "paper" else "mini",
+        backbones_dir=str(Path(backbones_dir).expanduser().absolute()) if backbones_dir else None,
+        images_dir=str(st.root / "images"),
+    )
+    trials = expand_trials(g)
+    live = err_console.is_terminal if live is None else live
+    progress = RunProgress(st, title=f"grid {g.name}", console=err_console, live=live)
+    summary = run_grid(
+        trials, env, st, max_concurrent=max_concurrent, gpus_per_trial=gpus_per_trial, address=address,
+        retry_failed=retry_failed, progress=progress, name=g.name,
+    )  # fmt: skip
+
+    console.print(
+        f"grid {g.name}: {summary.total} trials; ran {summary.ran} ({summary.ok} ok, {summary.failed} failed); "
+        f"skipped {summary.skipped_ok} already done" + (f", {summary.skipped_failed} failed before (use --retry-failed)" if summary.skipped_failed else "")
+        + f"; {summary.wall_s:.1f} s; store {st.root}",
+        highlight=False,
+    )
+    frame = st.load_frame()
+    table = metric_summary(frame, summary.keys)
+    if table is not None:
+        console.print(table)
+    if summary.failed_keys:
+        fails = frame[frame["key"].isin(summary.failed_keys)]
+        for _, r in fails.head(10).iterrows():
+            err_console.print(f"[red]failed[/] {r['method']} subject {r['subject']} fraction {r['fraction']:g} seed {r['seed']}: {r['error']} ({st.path(r['key'])})", highlight=False)
+        if len(fails) > 10:
+            err_console.print(f"... and {len(fails) - 10} more failed trials", highlight=False)
+    try:
+        from bench.leaderboard import write_leaderboard  # written by another part of the project
+    except ImportError:
+        pass
+    else:
+        write_leaderboard(st, g.name)
+    return 1 if summary.failed_keys else 0
+
+
+def grid_table_rows(g) -> list[tuple]:
+    from bench.grid import expand_trials
+
+    return [
+        (t.spec.method, t.variant or "", str(t.spec.subject), f"{t.spec.fraction:g}", f"{t.spec.w:g}", str(t.spec.seed),
+         ", ".join(f"{k}={v}" for k, v in t.spec.options))
+        for t in expand_trials(g)
+    ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------------
+
+
+def register(app: typer.Typer) -> None:
+    """Add the harness commands to ``app``."""
+    grid_app = typer.Typer(no_args_is_help=True, help="List and inspect experiment grids (bench/grids/*.toml).")
+    app.add_typer(grid_app, name="grid")
+
+    @app.command("run")
+    def run(
+        grid: str = typer.Option(..., "--grid", help="Shipped grid name (see `bench grid list`) or path to a grid .toml file."),
+        profile: Optional[str] = typer.Option(None, "--profile", help="mini or paper (default: the grid's profile)."),
+        data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder (EEG-CVPR40 layout). Default: the mini world, built on first use."),
+        store: Optional[Path] = typer.Option(None, "--store", help="Results store folder. Default: ./runs/<grid name>."),
+        subjects: Optional[List[str]] = typer.Option(None, "--subjects", help="Override the subject axis: --subjects 1,4 or repeated."),
+        seeds: Optional[List[str]] = typer.Option(None, "--seeds", help="Override the seed axis: --seeds 0,1 or repeated."),
+        methods: Optional[List[str]] = typer.Option(None, "--methods", help="Override the method axis: --methods brainvis,chance or repeated."),
+        max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="Trials at once (default: CPU count; one CPU and one torch thread each)."),
+        gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="GPUs per trial (fractions allowed)."),
+        address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (from `ray start --head`); default: a local instance."),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run trials whose stored record is 'failed'."),
+        backbones_dir: Optional[Path] = typer.Option(None, "--backbones-dir", help="Mini weights folder, or the paper backbone config (.toml)."),
+    ) -> int:
+        """Run a grid of trials on Ray Tune; finished trials (status ok) are skipped on rerun."""
+        return run_command(
+            grid=grid, profile=profile, data=data, store=store,
+            subjects=parse_multi(subjects, int, "subjects"), seeds=parse_multi(seeds, int, "seeds"),
+            methods=parse_multi(methods, str, "methods"), max_concurrent=max_concurrent,
+            gpus_per_trial=gpus_per_trial, address=address, retry_failed=retry_failed, backbones_dir=backbones_dir,
+        )  # fmt: skip
+
+    @grid_app.command("list")
+    def grid_list() -> None:
+        """Shipped grids: name, description, trial count."""
+        from bench.grid import expand, load_grid, shipped_grids
+
+        table = Table(title="grids (bench/grids/*.toml)")
+        table.add_column("name")
+        table.add_column("description")
+        table.add_column("trials", justify="right")
+        for name in shipped_grids():
+            g = load_grid(name)
+            table.add_row(name, g.description, str(len(expand(g))))
+        console.print(table)
+
+    @grid_app.command("show")
+    def grid_show(
+        name: str = typer.Argument(..., help="Grid name or path to a grid .toml file."),
+        subjects: Optional[List[str]] = typer.Option(None, "--subjects", help="Override the subject axis."),
+        seeds: Optional[List[str]] = typer.Option(None, "--seeds", help="Override the seed axis."),
+        methods: Optional[List[str]] = typer.Option(None, "--methods", help="Override the method axis."),
+    ) -> None:
+        """A grid's axes, variants and expanded trials."""
+        from bench.grid import check_values, load_grid
+        from bench.method import METHODS, _load_builtin_methods
+
+        g = load_grid(name).with_overrides(
+            subjects=parse_multi(subjects, int, "subjects"), seeds=parse_multi(seeds, int, "seeds"), methods=parse_multi(methods, str, "methods")
+        )
+        check_values(g)
+        axes = Table(title=f"grid {g.name} ({g.source})", show_header=True)
+        axes.add_column("axis")
+        axes.add_column("values")
+        for axis, values in g.axes().items():
+            axes.add_row(axis, ", ".join(map(str, values)))
+        for v in g.variants:
+            opts = ", ".join(f"{k}={json.dumps(x)}" for k, x in v.options.items()) or "(none)"
+            axes.add_row(f"variant {v.name}", f"{opts}  -> {', '.join(v.methods) if v.methods else 'all methods'}")
+        console.print(g.description, highlight=False)
+        if g.note:
+            console.print(f"note: {g.note}", highlight=False)
+        console.print(axes)
+        _load_builtin_methods()
+        unregistered = [m for m in dict.fromkeys(g.methods) if m not in METHODS]
+        rows = grid_table_rows(g)
+        trials = Table(title=f"{len(rows)} trials")
+        for col in ("#", "method", "variant", "subject", "fraction", "w", "seed", "options"):
+            trials.add_column(col, justify="right" if col in ("#", "subject", "fraction", "w", "seed") else "left")
+        for i, r in enumerate(rows):
+            trials.add_row(str(i), *r)
+        console.print(trials)
+        if unregistered:
+            console.print(f"[yellow]not registered yet[/] (a run would stop with an error): {', '.join(unregistered)}; their w axis is kept", highlight=False)
+
+    @app.command("perf")
+    def perf(
+        data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder. Default: the mini world (built on first use)."),
+        noop_trials: int = typer.Option(16, "--noop-trials", help="noop trials for the overhead figure (>= 16 recommended)."),
+        burn_trials: int = typer.Option(4, "--burn-trials", help="burn trials per concurrency level."),
+        burn_seconds: float = typer.Option(2.0, "--burn-seconds", help="Approximate single-thread seconds of work per burn trial."),
+        as_json: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON to this file."),
+    ) -> None:
+        """Measure harness overhead per trial, 2-vs-1 concurrency throughput and world load time."""
+        from bench.perf import perf_table, run_perf
+
+        root, dataset_id = resolve_data(data, say=lambda m: err_console.print(m, highlight=False) if err_console.is_terminal else None)
+        with err_console.status("measuring (about a minute)") as status:
+            report = run_perf(root, dataset_id, noop_trials=noop_trials, burn_trials=burn_trials, burn_seconds=burn_seconds, say=status.update)
+        console.print(perf_table(report))
+        if as_json:
+            Path(as_json).write_text(json.dumps(report, indent=1))
+            console.print(f"written {as_json}")

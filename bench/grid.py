@@ -1,0 +1,348 @@
+"""Experiment grids as data: TOML files (shipped ones under ``bench/grids/``, or a user's own file).
+
+A grid file::
+
+    description = "one line shown by `bench grid list`"
+    note = "optional longer remark"          # optional
+    profile = "mini"                          # mini | paper (the run's --profile overrides it)
+
+    [axes]
+    method = ["brainvis", "chance"]           # required
+    subject = [1, 4]                          # 0 = all subjects pooled
+    fraction = [1.0]                          # training-data fraction, in (0, 1]
+    w = [0.5]                                 # semantic interpolation weight, in [0, 1]
+    seed = [0]
+
+    [[variants]]                              # optional named option sets
+    name = "no_time"
+    options = { use_time = false }
+    methods = ["brainvis"]                    # optional; default: every method of the grid
+
+A method covered by one or more variants runs once per variant (with that variant's options);
+other methods run once with no options. For methods whose class has ``uses_w = False`` the ``w``
+axis collapses to the single value 0.5. Expansion order is deterministic: method, variant, subject,
+fraction, w, seed (each in the order written); duplicates are dropped.
+
+Value checks (:func:`check_values`) need nothing but the file; method names are checked against the
+registry (:func:`check_methods`) and subjects against the dataset (:func:`check_subjects`) when a
+run starts. Every check lists every bad value in one :class:`~brainvis.errors.UserError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.method import TrialSpec
+from brainvis.errors import UserError
+
+PROFILES = ("mini", "paper")
+NO_W = 0.5  # the w value trials of methods without a w axis get
+TOP_KEYS = {"description", "note", "profile", "axes", "variants"}
+AXIS_KEYS = {"method", "subject", "fraction", "w", "seed", "profile"}
+VARIANT_KEYS = {"name", "options", "methods"}
+DEFAULTS: dict[str, list] = {"subject": [4], "fraction": [1.0], "w": [NO_W], "seed": [0]}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named option set applied to some methods (``methods=None``: all methods of the grid)."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    methods: tuple[str, ...] | None = None
+
+    def applies_to(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    description: str = ""
+    methods: tuple = ()
+    subjects: tuple = (4,)
+    fractions: tuple = (1.0,)
+    ws: tuple = (NO_W,)
+    seeds: tuple = (0,)
+    profile: Any = "mini"
+    variants: tuple[Variant, ...] = ()
+    note: str = ""
+    source: str = ""  # file the grid was read from
+
+    def axes(self) -> dict[str, list]:
+        return {
+            "method": list(self.methods),
+            "subject": list(self.subjects),
+            "fraction": list(self.fractions),
+            "w": list(self.ws),
+            "seed": list(self.seeds),
+            "profile": [self.profile],
+        }
+
+    def with_overrides(
+        self,
+        *,
+        methods: list[str] | None = None,
+        subjects: list[int] | None = None,
+        seeds: list[int] | None = None,
+        fractions: list[float] | None = None,
+        ws: list[float] | None = None,
+        profile: str | None = None,
+    ) -> "Grid":
+        """The grid with some axes replaced (command-line overrides); values are not checked here."""
+        changes: dict[str, Any] = {}
+        for name, value in (("methods", methods), ("subjects", subjects), ("seeds", seeds), ("fractions", fractions), ("ws", ws)):
+            if value:
+                changes[name] = tuple(value)
+        if profile:
+            changes["profile"] = profile
+        return replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding and reading grids
+# ----------------------------------------------------------------------------------------------
+
+
+def _shipped_dir():
+    return resources.files("bench") / "grids"
+
+
+def shipped_grids() -> list[str]:
+    """Names of the grids that ship with the package, sorted."""
+    return sorted(p.name[: -len(".toml")] for p in _shipped_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def load_grid(name_or_path: str | Path) -> Grid:
+    """A shipped grid by name, or a grid file by path. Reads and checks the file's structure and values."""
+    text, name, source = _read(name_or_path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"grid {source}: not valid TOML ({exc})") from exc
+    grid = parse_grid(data, name=name, source=source)
+    check_values(grid)
+    return grid
+
+
+def _read(name_or_path: str | Path) -> tuple[str, str, str]:
+    s = str(name_or_path)
+    path = Path(s).expanduser()
+    looks_like_path = s.endswith(".toml") or "/" in s or "\\" in s
+    if looks_like_path or path.is_file():
+        if not path.is_file():
+            raise UserError(f"grid file {path} not found")
+        try:
+            return path.read_text(encoding="utf-8"), path.stem, str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"grid file {path} is not readable: {exc}") from exc
+    entry = _shipped_dir() / f"{s}.toml"
+    if not entry.is_file():
+        raise UserError(f"unknown grid {s!r}; shipped grids: {', '.join(shipped_grids())} (or pass a path to a .toml file)")
+    return entry.read_text(encoding="utf-8"), s, f"bench/grids/{s}.toml"
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Grid:
+    """Structure only (keys and shapes); see :func:`check_values` for the values."""
+    problems: list[str] = []
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        problems.append(f"unknown key(s) {unknown} (allowed: {sorted(TOP_KEYS)})")
+    axes = data.get("axes", {})
+    if not isinstance(axes, dict):
+        problems.append("[axes] must be a table")
+        axes = {}
+    unknown = sorted(set(axes) - AXIS_KEYS)
+    if unknown:
+        problems.append(f"unknown axis key(s) {unknown} (allowed: {sorted(AXIS_KEYS)})")
+    if "profile" in axes and "profile" in data:
+        problems.append("profile given both at the top level and in [axes]")
+    methods = _as_list(axes.get("method", []))
+    if not methods:
+        problems.append("[axes] method: at least one method is required")
+    profile = axes.get("profile", data.get("profile", "mini"))
+    if isinstance(profile, list):
+        if len(profile) != 1:
+            problems.append(f"profile: a run uses one profile, got {profile!r} (run once per profile)")
+        profile = profile[0] if profile else "mini"
+
+    variants: list[Variant] = []
+    raw_variants = data.get("variants", [])
+    if not isinstance(raw_variants, list):
+        problems.append("variants must be an array of tables ([[variants]])")
+        raw_variants = []
+    seen: set[str] = set()
+    for i, v in enumerate(raw_variants):
+        if not isinstance(v, dict):
+            problems.append(f"variants[{i}] must be a table")
+            continue
+        unknown = sorted(set(v) - VARIANT_KEYS)
+        if unknown:
+            problems.append(f"variants[{i}]: unknown key(s) {unknown} (allowed: {sorted(VARIANT_KEYS)})")
+        vname = v.get("name")
+        if not isinstance(vname, str) or not vname:
+            problems.append(f"variants[{i}]: name must be a non-empty string")
+            continue
+        if vname in seen:
+            problems.append(f"variant {vname!r} defined twice")
+        seen.add(vname)
+        options = v.get("options", {})
+        if not isinstance(options, dict):
+            problems.append(f"variant {vname!r}: options must be a table")
+            options = {}
+        vm = v.get("methods")
+        if vm is not None:
+            vm = _as_list(vm)
+            stray = [m for m in vm if m not in methods]
+            if stray:
+                problems.append(f"variant {vname!r}: methods {stray} are not on the grid's method axis")
+        variants.append(Variant(vname, dict(options), tuple(vm) if vm is not None else None))
+    desc = data.get("description", "")
+    note = data.get("note", "")
+    for key, val in (("description", desc), ("note", note)):
+        if not isinstance(val, str):
+            problems.append(f"{key} must be a string")
+    if problems:
+        raise UserError(f"grid {source}: " + "; ".join(problems))
+    return Grid(
+        name=name,
+        description=str(desc),
+        note=str(note),
+        methods=tuple(methods),
+        subjects=tuple(_as_list(axes.get("subject", DEFAULTS["subject"]))),
+        fractions=tuple(_as_list(axes.get("fraction", DEFAULTS["fraction"]))),
+        ws=tuple(_as_list(axes.get("w", DEFAULTS["w"]))),
+        seeds=tuple(_as_list(axes.get("seed", DEFAULTS["seed"]))),
+        profile=profile,
+        variants=tuple(variants),
+        source=source,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
+
+
+def value_problems(grid: Grid) -> list[str]:
+    problems: list[str] = []
+
+    def bad(axis: str, values: list, rule: str) -> None:
+        if values:
+            problems.append(f"{axis} {', '.join(repr(v) for v in values)} ({rule})")
+
+    bad("method", [m for m in grid.methods if not isinstance(m, str) or not m], "method names are non-empty strings")
+    bad("fraction", [f for f in grid.fractions if not (_is_num(f) and 0 < f <= 1)], "must be in (0, 1]")
+    bad("w", [w for w in grid.ws if not (_is_num(w) and 0 <= w <= 1)], "must be in [0, 1]")
+    bad("seed", [s for s in grid.seeds if not (_is_int(s) and s >= 0)], "must be non-negative integers")
+    bad("subject", [s for s in grid.subjects if not (_is_int(s) and s >= 0)], "must be integers >= 0; 0 = all subjects")
+    bad("profile", [grid.profile] if grid.profile not in PROFILES else [], f"must be one of {', '.join(PROFILES)}")
+    for axis, values in (("method", grid.methods), ("subject", grid.subjects), ("fraction", grid.fractions), ("w", grid.ws), ("seed", grid.seeds)):
+        if not values:
+            problems.append(f"{axis}: no values")
+    return problems
+
+
+def check_values(grid: Grid) -> None:
+    """Raise one UserError naming every bad axis value."""
+    problems = value_problems(grid)
+    if problems:
+        raise UserError(f"grid {grid.name}: bad value(s): " + "; ".join(problems))
+
+
+def method_problems(grid: Grid) -> list[str]:
+    from bench.method import METHODS, _load_builtin_methods
+
+    _load_builtin_methods()
+    unknown = [m for m in dict.fromkeys(grid.methods) if m not in METHODS]
+    if unknown:
+        return [f"unknown method(s) {', '.join(map(repr, unknown))}; known methods: {', '.join(sorted(METHODS))}"]
+    return []
+
+
+def check_methods(grid: Grid) -> None:
+    problems = method_problems(grid)
+    if problems:
+        raise UserError(f"grid {grid.name}: " + "; ".join(problems))
+
+
+def check_subjects(grid: Grid, available: list[int]) -> None:
+    missing = [s for s in dict.fromkeys(grid.subjects) if _is_int(s) and s != 0 and s not in available]
+    if missing:
+        raise UserError(
+            f"grid {grid.name}: subject(s) {', '.join(map(str, missing))} not in the dataset; "
+            f"it has subjects {', '.join(map(str, available))} (0 = all subjects pooled)"
+        )
+
+
+def check_all(grid: Grid, available_subjects: list[int] | None = None) -> None:
+    """Values, methods and (if given) subjects, all problems in one UserError."""
+    problems = value_problems(grid) + method_problems(grid)
+    if problems:
+        raise UserError(f"grid {grid.name}: " + "; ".join(problems))
+    if available_subjects is not None:
+        check_subjects(grid, available_subjects)
+
+
+# ----------------------------------------------------------------------------------------------
+# Expansion
+# ----------------------------------------------------------------------------------------------
+
+
+def registry_uses_w(method: str) -> bool:
+    """Whether the registered method has a w axis; unregistered names keep the axis."""
+    from bench.method import METHODS, _load_builtin_methods
+
+    _load_builtin_methods()
+    cls = METHODS.get(method)
+    return True if cls is None else bool(cls.uses_w)
+
+
+@dataclass(frozen=True)
+class GridTrial:
+    spec: TrialSpec
+    variant: str | None = None
+
+
+def expand_trials(grid: Grid, *, uses_w: Callable[[str], bool] | None = None) -> list[GridTrial]:
+    """Every trial of the grid, in a deterministic order, without duplicates."""
+    uses_w = uses_w or registry_uses_w
+    out: dict[str, GridTrial] = {}
+    for method in dict.fromkeys(grid.methods):
+        variants = [v for v in grid.variants if v.applies_to(method)] or [None]
+        ws = list(dict.fromkeys(float(w) for w in grid.ws)) if uses_w(method) else [NO_W]
+        for variant in variants:
+            options = tuple(sorted((variant.options if variant else {}).items()))
+            for subject in dict.fromkeys(grid.subjects):
+                for fraction in dict.fromkeys(float(f) for f in grid.fractions):
+                    for w in ws:
+                        for seed in dict.fromkeys(grid.seeds):
+                            spec = TrialSpec(
+                                method=method, subject=int(subject), fraction=fraction, w=w, seed=int(seed),
+                                profile=str(grid.profile), options=options,
+                            )  # fmt: skip
+                            dedupe = json.dumps(asdict(spec), sort_keys=True, default=str)
+                            out.setdefault(dedupe, GridTrial(spec, variant.name if variant else None))
+    return list(out.values())
+
+
+def expand(grid: Grid, *, uses_w: Callable[[str], bool] | None = None) -> list[TrialSpec]:
+    return [t.spec for t in expand_trials(grid, uses_w=uses_w)]

@@ -1,0 +1,112 @@
+"""The method interface every method (BrainVis, baselines, reference rows) implements.
+
+A trial hands a method the *training and validation* trials of one subject and data fraction
+(``fit``); the test split never reaches training code. Afterwards the harness passes the test
+trials' EEG alone (no labels, no image ids) to ``predict``, then the predictions to ``generate``.
+
+    fit(train, val, ctx) -> fit report (selection on validation only)
+    predict(eeg [N, 128, 440]) -> Predictions(logits [N, C] | None, cond [N, T, W] | None)
+    generate(preds, ctx, seed) -> {"final": uint8 [N, S, H, W, 3], optional "stage1": ...}
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+
+from brainvis.data import TrialSet
+from brainvis.errors import UserError
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One point of a grid: everything a trial's result depends on besides data and backbones."""
+
+    method: str
+    subject: int = 4
+    fraction: float = 1.0
+    w: float = 0.5  # semantic interpolation weight (methods without it ignore it)
+    seed: int = 0
+    profile: str = "mini"
+    options: tuple[tuple[str, Any], ...] = ()  # method-specific switches, e.g. (("use_freq", False),)
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
+
+
+@dataclass
+class FitContext:
+    """What a method may use besides its training data."""
+
+    spec: TrialSpec
+    profile: dict  # the method's section of the profile (configs as data)
+    backbones: Any  # bench.backbones.base.Backbones (None for methods that need none)
+    class_prompts: list[str]
+    captions: dict[str, str] = field(default_factory=dict)  # image name -> caption (cached captioner output)
+    image_root: Path | None = None  # training images (DreamDiffusion aligns to CLIP image embeddings)
+    device: str = "cpu"
+    work_dir: Path | None = None
+    log: Callable[[str], None] = lambda msg: None
+
+
+@dataclass
+class Predictions:
+    logits: torch.Tensor | None = None  # [N, n_classes]
+    cond: torch.Tensor | None = None  # [N, n_tokens, width] conditioning for the generator
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """Base class: subclasses set ``name``, ``description``, ``source`` and implement the three steps."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    source: ClassVar[str]
+    uses_w: ClassVar[bool] = False
+    needs_generator: ClassVar[bool] = True
+
+    @abstractmethod
+    def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:
+        """Train on ``train``, select on ``val``; return a JSON-safe report (epochs, val scores)."""
+
+    @abstractmethod
+    def predict(self, eeg: torch.Tensor) -> Predictions:
+        """Predictions for EEG trials ``[N, 128, 440]`` (no labels are given)."""
+
+    def generate(self, preds: Predictions, ctx: FitContext, *, seed: int) -> dict[str, np.ndarray]:
+        """Images per trial; default: none (classification-only methods)."""
+        return {}
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    if cls.name in METHODS:
+        raise ValueError(f"method {cls.name!r} registered twice")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    _load_builtin_methods()
+    if name not in METHODS:
+        raise UserError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def _load_builtin_methods() -> None:
+    """Import the modules that register the built-in methods (idempotent)."""
+    import importlib
+
+    for module in ("bench.methods_builtin", "brainvis.method", "baselines"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise

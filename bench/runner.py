@@ -1,0 +1,372 @@
+"""Run a list of trials on Ray Tune, one store record per trial.
+
+Each trial runs in a Ray actor with one CPU (and ``gpus_per_trial`` GPUs) and one torch thread;
+actors are reused between trials (``reuse_actors=True``), so the heavy imports below (torch, the
+trial pipeline) and the per-process caches of :mod:`bench.trial` (dataset release, backbones) are
+paid once per actor, not once per trial. The trial itself writes its record to the store, so
+finished work survives the driver being killed; a rerun skips every key whose record is ``ok``.
+
+Exceptions inside a trial become a ``failed`` record (type, message, traceback), never a crash of
+the run; failed keys are re-run only with ``retry_failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import traceback
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+# Quiet Ray before it is imported (the variables reach the processes it starts).
+for _k, _v in {
+    "RAY_USAGE_STATS_ENABLED": "0",  # no usage report (offline machines)
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_DISABLE_IMPORT_WARNING": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no per-trial CSV/JSON/TensorBoard loggers
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000000",
+    "TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S": "1000000",
+    "TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S_AUTOSCALER": "1000000",
+    "TUNE_WARN_SLOW_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000000",
+    "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning"),
+}.items():
+    os.environ.setdefault(_k, _v)
+
+import torch  # noqa: E402  (module level: a reused actor imports these once)
+
+from bench.method import TrialSpec, get_method  # noqa: E402
+from bench.store import Store, identity_key, make_record, now_iso  # noqa: E402
+from bench.trial import RunEnv, run_trial, trial_identity  # noqa: E402
+from brainvis.errors import UserError  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------
+# Planning: keys and what is left to do
+# ----------------------------------------------------------------------------------------------
+
+
+def backbone_ids(env: RunEnv) -> dict:
+    """Ids of the backbones a generating method would use, without loading any model."""
+    try:
+        if env.backbones == "mini":
+            from bench.backbones.mini import WEIGHTS_DIR, read_manifest
+
+            digests = read_manifest(Path(env.backbones_dir) if env.backbones_dir else WEIGHTS_DIR).get("digests", {})
+            return {name: f"mini:{name}@{str(d)[:12]}" for name, d in sorted(digests.items())}
+        if env.backbones == "paper":
+            if not env.backbones_dir:
+                return {"config": "default"}
+            from bench.backbones.paper import load_paper_config
+
+            cfg = asdict(load_paper_config(env.backbones_dir))
+            for k in ("device", "batch_size"):
+                cfg.pop(k, None)
+            return {k: str(v) for k, v in sorted(cfg.items())}
+    except UserError:
+        return {"missing": str(env.backbones_dir or env.backbones)}  # the trial will fail with the real message
+    return {}
+
+
+@dataclass
+class PlannedTrial:
+    spec: TrialSpec
+    key: str
+    identity: dict
+    variant: str | None = None
+
+
+def plan(trials: Iterable, env: RunEnv) -> list[PlannedTrial]:
+    """Keys and identities for ``trials`` (TrialSpecs or :class:`bench.grid.GridTrial`), deduplicated."""
+    ids: dict | None = None
+    out: dict[str, PlannedTrial] = {}
+    for t in trials:
+        spec, variant = (t.spec, t.variant) if hasattr(t, "spec") else (t, None)
+        cls = get_method(spec.method)  # UserError for unknown methods, before anything runs
+        if cls.needs_generator and ids is None:
+            ids = backbone_ids(env)
+        identity = trial_identity(spec, env, ids if cls.needs_generator else {})
+        key = identity_key(identity)
+        out.setdefault(key, PlannedTrial(spec, key, identity, variant))
+    return list(out.values())
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainable (runs inside a Ray actor)
+# ----------------------------------------------------------------------------------------------
+
+
+def spec_to_dict(spec: TrialSpec) -> dict:
+    d = asdict(spec)
+    d["options"] = [[k, v] for k, v in spec.options]
+    return d
+
+
+def spec_from_dict(d: dict) -> TrialSpec:
+    return TrialSpec(**{**d, "options": tuple((k, v) for k, v in d.get("options", []))})
+
+
+def execute(payload: dict, env: RunEnv, store: Store, run_id: str | None = None) -> dict:
+    """Run one planned trial and write its record (ok or failed); return the record."""
+    spec = spec_from_dict(payload["spec"])
+    key = payload["key"]
+    store.set_stage(key, "start")
+    started = now_iso()
+    t0 = time.perf_counter()
+    result = error = tb = None
+    try:
+        result = run_trial(spec, env, key=key, stage_cb=lambda stage: store.set_stage(key, stage))
+    except Exception as exc:  # noqa: BLE001 - a failed trial is a result, not a crash of the run
+        error, tb = exc, traceback.format_exc()
+    record = make_record(
+        key=key, spec=spec, identity=payload["identity"], started=started, finished=now_iso(),
+        wall_s=time.perf_counter() - t0, result=result, error=error, traceback_text=tb,
+        variant=payload.get("variant"), run_id=run_id,
+    )  # fmt: skip
+    store.write(record)
+    return record
+
+
+def _trainable(config: dict) -> None:
+    from ray import tune
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(1)
+    env = RunEnv(**config["env"])
+    if env.device == "cuda" and not torch.cuda.is_available():
+        env = RunEnv(**{**config["env"], "device": "cpu"})
+    record = execute(config["trial"], env, Store(config["store"]), config.get("run_id"))
+    tune.report(
+        {
+            "key": record["key"],
+            "status": record["status"],
+            "trial_s": record["wall_s"],
+            "actor_s": round(time.perf_counter() - t0, 4),
+            "pid": os.getpid(),
+        }
+    )
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial-{trial.config['trial']['key']}"
+
+
+def _trial_name(trial) -> str:
+    spec = trial.config["trial"]["spec"]
+    return f"{spec['method']}-s{spec['subject']}-{trial.config['trial']['key'][:6]}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Ray
+# ----------------------------------------------------------------------------------------------
+
+
+def _split_address(address: str) -> tuple[str, int] | None:
+    addr = address.split("://", 1)[-1].strip().rstrip("/")
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return (host.strip("[]") or "127.0.0.1", int(port))
+
+
+def check_address(address: str, timeout: float = 3.0) -> None:
+    """Fail fast (one UserError) when a Ray cluster address cannot be reached."""
+    if address == "auto":
+        return
+    hp = _split_address(address)
+    if hp is None:
+        raise UserError(f"--address {address!r} is not HOST:PORT (e.g. 127.0.0.1:6379 for `ray start --head --port=6379`)")
+    try:
+        with socket.create_connection(hp, timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one with "
+            f"`ray start --head --port={hp[1]}` or leave out --address to run locally"
+        ) from None
+
+
+def quiet_ray_logging() -> None:
+    for name in ("ray", "ray.tune", "ray.air", "ray.train", "ray.data", "ray._private"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def start_ray(*, address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Connect to ``address`` or start a local instance; returns True if this call started Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+    if address:
+        check_address(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ... -> one line
+            raise UserError(f"could not connect to the Ray cluster at {address}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+    quiet_ray_logging()
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# run_grid
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSummary:
+    total: int = 0
+    skipped_ok: int = 0
+    skipped_failed: int = 0
+    ran: int = 0
+    ok: int = 0
+    failed: int = 0
+    keys: list[str] = field(default_factory=list)
+    failed_keys: list[str] = field(default_factory=list)  # failed in this run or skipped as failed
+    init_s: float = 0.0
+    fit_s: float = 0.0
+    wall_s: float = 0.0
+    result_times: list[float] = field(default_factory=list)  # driver clock at each trial result (since fit start)
+    trial_s: list[float] = field(default_factory=list)  # in-trial (run_trial) seconds per trial, result order
+    run_id: str | None = None
+    experiment_dir: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_grid(
+    trials: list,
+    env: RunEnv,
+    store: Store,
+    *,
+    max_concurrent: int | None = None,
+    gpus_per_trial: float = 0.0,
+    address: str | None = None,
+    retry_failed: bool = False,
+    progress: Any = None,
+    name: str = "run",
+) -> RunSummary:
+    """Run every trial not already ``ok`` in ``store``; returns a :class:`RunSummary`.
+
+    ``progress``: None/False for silence, or an object with ``start(summary, pending)``,
+    ``result(key, status, trial_s)`` and ``stop()`` (see :mod:`bench.progress`).
+    Nothing is written to the store before Ray is up and every check has passed.
+    """
+    t_start = time.perf_counter()
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UserError(f"--max-concurrent must be >= 1, got {max_concurrent}")
+    if gpus_per_trial < 0:
+        raise UserError(f"--gpus-per-trial must be >= 0, got {gpus_per_trial}")
+    if address:
+        check_address(address)  # before anything else, and quickly
+    planned = plan(trials, env)
+    summary = RunSummary(total=len(planned), keys=[p.key for p in planned])
+    pending: list[PlannedTrial] = []
+    for p in planned:
+        status = store.status(p.key)
+        if status == "ok":
+            summary.skipped_ok += 1
+        elif status == "failed" and not retry_failed:
+            summary.skipped_failed += 1
+            summary.failed_keys.append(p.key)
+        else:
+            pending.append(p)
+    if not pending:
+        summary.wall_s = time.perf_counter() - t_start
+        return summary
+
+    import ray
+    from ray import tune
+
+    t = time.perf_counter()
+    started_ray = start_ray(address=address, num_cpus=max_concurrent)
+    summary.init_s = time.perf_counter() - t
+    try:
+        resources = ray.cluster_resources()
+        if gpus_per_trial > 0 and resources.get("GPU", 0) < gpus_per_trial:
+            raise UserError(f"--gpus-per-trial {gpus_per_trial}: the Ray cluster has {resources.get('GPU', 0):g} GPU(s)")
+        if gpus_per_trial > 0:
+            env = RunEnv(**{**asdict(env), "device": "cuda"})
+        run_id = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        summary.run_id = run_id
+
+        # From here on the store is written.
+        store.root.mkdir(parents=True, exist_ok=True)
+        store.clean_tmp()
+        for p in pending:
+            store.clear_stage(p.key)  # stale stages from a killed run
+        if progress:
+            progress.start(summary, pending)
+
+        fit_t0 = time.perf_counter()
+
+        class _Results(tune.Callback):
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                if "key" in result:
+                    summary.result_times.append(time.perf_counter() - fit_t0)
+                    summary.trial_s.append(float(result.get("trial_s", 0.0)))
+                    if progress:
+                        progress.result(result["key"], result["status"], result.get("trial_s"))
+
+        param_space = {
+            "trial": tune.grid_search([{"key": p.key, "spec": spec_to_dict(p.spec), "identity": p.identity, "variant": p.variant} for p in pending]),
+            "env": asdict(env),
+            "store": str(store.root),
+            "run_id": run_id,
+        }
+        storage = store.root / "ray"
+        tuner = tune.Tuner(
+            tune.with_resources(_trainable, {"cpu": 1, "gpu": gpus_per_trial}),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=max_concurrent, reuse_actors=True,
+                trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                storage_path=str(storage), name=run_id, verbose=0, callbacks=[_Results()],
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )  # fmt: skip
+        summary.experiment_dir = str(storage / run_id)
+        try:
+            results = tuner.fit()
+        finally:
+            summary.fit_s = time.perf_counter() - fit_t0
+            if progress:
+                progress.stop()
+        # A trial that died without writing its record (worker killed, out of memory) gets one here.
+        errors = {}
+        for r in results:
+            if r.error is not None and r.config:
+                errors[r.config["trial"]["key"]] = r.error
+        for p in pending:
+            if store.get(p.key) is None:
+                err = errors.get(p.key) or RuntimeError("the trial ended without writing a record (worker process died?)")
+                store.write(
+                    make_record(
+                        key=p.key, spec=p.spec, identity=p.identity, started=now_iso(), finished=now_iso(), wall_s=0.0,
+                        error=err, traceback_text=str(err), variant=p.variant, run_id=run_id,
+                    )  # fmt: skip
+                )
+        for p in pending:
+            summary.ran += 1
+            if store.status(p.key) == "ok":
+                summary.ok += 1
+            else:
+                summary.failed += 1
+                summary.failed_keys.append(p.key)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    summary.wall_s = time.perf_counter() - t_start
+    return summary

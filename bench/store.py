@@ -1,0 +1,336 @@
+"""The results store: one JSON record per trial at ``<store>/records/<key>.json``.
+
+The key is the first 16 hex digits of the SHA-256 of the canonical JSON (``sort_keys``) of the
+trial's identity (:func:`bench.trial.trial_identity`) plus the code version. Records are written
+atomically (temporary file in the same folder, fsync, ``os.replace``), so a crash at any point
+leaves the previous record or none, never a partial one. Leftover ``*.tmp`` files are ignored and
+removed by :meth:`Store.clean_tmp`.
+
+``<store>/status/<key>.json`` holds the current stage of a running trial (for progress displays);
+it is removed when the trial's record is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+RECORDS = "records"
+STATUS = "status"
+TMP_SUFFIX = ".tmp"
+STATUSES = ("ok", "failed")
+
+
+# ----------------------------------------------------------------------------------------------
+# Versions and keys
+# ----------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("brainvis-bench")
+    except Exception:  # noqa: BLE001 - not installed (source checkout)
+        return "unknown"
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The commit of the checkout the package runs from, or None (no git, not a checkout)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
+def code_version() -> str:
+    """``<package version>+<git commit>``, or ``<package version>+unknown`` outside a checkout."""
+    return f"{package_version()}+{git_commit() or 'unknown'}"
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def identity_key(identity: dict, version: str | None = None) -> str:
+    """First 16 hex digits of SHA-256 over the canonical identity plus the code version."""
+    blob = canonical_json({"identity": identity, "code_version": version if version is not None else code_version()})
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def trial_key(spec, env, backbone_ids: dict | None = None, version: str | None = None) -> str:
+    from bench.trial import trial_identity
+
+    return identity_key(trial_identity(spec, env, backbone_ids), version)
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict:
+    out = {"python": platform.python_version(), "package": package_version()}
+    for mod in ("torch", "numpy", "ray"):
+        m = sys.modules.get(mod)
+        if m is None:
+            try:
+                m = __import__(mod)
+            except ImportError:
+                continue
+        out[mod] = getattr(m, "__version__", "?")
+    return out
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+# ----------------------------------------------------------------------------------------------
+# Records
+# ----------------------------------------------------------------------------------------------
+
+
+def spec_fields(spec) -> dict:
+    return {
+        "method": spec.method,
+        "subject": spec.subject,
+        "fraction": spec.fraction,
+        "w": spec.w,
+        "seed": spec.seed,
+        "profile": spec.profile,
+        "options": {k: v for k, v in spec.options},
+    }
+
+
+def make_record(
+    *,
+    key: str,
+    spec,
+    identity: dict,
+    started: str,
+    finished: str,
+    wall_s: float,
+    result: dict | None = None,
+    error: BaseException | None = None,
+    traceback_text: str | None = None,
+    variant: str | None = None,
+    run_id: str | None = None,
+) -> dict:
+    """A complete store record for a finished (``result``) or failed (``error``) trial."""
+    result = result or {}
+    rec = {
+        "key": key,
+        "status": "failed" if error is not None else "ok",
+        **spec_fields(spec),
+        "variant": variant,
+        "config": identity,
+        "code_version": code_version(),
+        "metrics": result.get("metrics", {}),
+        "timings": result.get("timings", {}),
+        "fit": result.get("fit", {}),
+        "score_settings": result.get("score_settings"),
+        "n_train": result.get("n_train"),
+        "n_val": result.get("n_val"),
+        "n_test": result.get("n_test"),
+        "images_dir": result.get("images_dir"),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "run_id": run_id,
+        "started": started,
+        "finished": finished,
+        "wall_s": round(wall_s, 4),
+        "error": None,
+        "traceback": None,
+    }
+    if error is not None:
+        rec["error"] = {"type": type(error).__name__, "message": str(error)}
+        rec["traceback"] = traceback_text
+    return rec
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename durable too
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+class Store:
+    """A folder of trial records. Nothing is created on disk until something is written."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.records_dir = self.root / RECORDS
+        self.status_dir = self.root / STATUS
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    # paths
+    def path(self, key: str) -> Path:
+        return self.records_dir / f"{key}.json"
+
+    # reading
+    def get(self, key: str) -> dict | None:
+        """The record for ``key``; None if absent or unreadable (never a partial one)."""
+        try:
+            rec = json.loads(self.path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return rec if isinstance(rec, dict) and rec.get("status") in STATUSES else None
+
+    def status(self, key: str) -> str | None:
+        rec = self.get(key)
+        return rec["status"] if rec else None
+
+    def keys(self) -> list[str]:
+        if not self.records_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.records_dir.glob("*.json") if not p.name.startswith("."))
+
+    def records(self) -> Iterator[dict]:
+        for key in self.keys():
+            rec = self.get(key)
+            if rec is not None:
+                yield rec
+
+    def statuses(self) -> dict[str, str]:
+        return {rec["key"]: rec["status"] for rec in self.records()}
+
+    # writing
+    def write(self, record: dict) -> Path:
+        if record.get("status") not in STATUSES or not record.get("key"):
+            raise ValueError("a record needs a key and status 'ok' or 'failed'")
+        path = self.path(record["key"])
+        _atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str))
+        self.clear_stage(record["key"])
+        return path
+
+    def clean_tmp(self, older_than_s: float = 0.0) -> int:
+        """Remove leftover temporary files (from a crash mid-write); returns how many."""
+        n = 0
+        cutoff = time.time() - older_than_s
+        for folder in (self.records_dir, self.status_dir):
+            if not folder.is_dir():
+                continue
+            for p in folder.glob(f"*{TMP_SUFFIX}"):
+                try:
+                    if p.stat().st_mtime <= cutoff:
+                        p.unlink()
+                        n += 1
+                except OSError:
+                    pass
+        return n
+
+    # stage files (progress)
+    def set_stage(self, key: str, stage: str, **extra: Any) -> None:
+        try:
+            _atomic_write_text(
+                self.status_dir / f"{key}.json",
+                json.dumps({"key": key, "stage": stage, "since": time.time(), "pid": os.getpid(), "host": socket.gethostname(), **extra}),
+            )
+        except OSError:
+            pass  # progress is best effort
+
+    def clear_stage(self, key: str) -> None:
+        try:
+            (self.status_dir / f"{key}.json").unlink()
+        except OSError:
+            pass
+
+    def stages(self) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        if not self.status_dir.is_dir():
+            return out
+        for p in self.status_dir.glob("*.json"):
+            if p.name.startswith("."):
+                continue
+            try:
+                out[p.stem] = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def clear_stages(self) -> None:
+        if self.status_dir.is_dir():
+            for p in self.status_dir.iterdir():
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+
+    # analysis
+    def load_frame(self):
+        """One row per record: spec fields, ``metric.<name>`` (+ ``.ci_low``/``.ci_high``), ``time.<stage>``."""
+        import pandas as pd
+
+        rows = []
+        for rec in self.records():
+            row = {
+                "key": rec["key"],
+                "status": rec["status"],
+                "method": rec.get("method"),
+                "variant": rec.get("variant"),
+                "subject": rec.get("subject"),
+                "fraction": rec.get("fraction"),
+                "w": rec.get("w"),
+                "seed": rec.get("seed"),
+                "profile": rec.get("profile"),
+                "options": canonical_json(rec.get("options") or {}),
+                "dataset_id": (rec.get("config") or {}).get("dataset_id"),
+                "n_train": rec.get("n_train"),
+                "n_val": rec.get("n_val"),
+                "n_test": rec.get("n_test"),
+                "wall_s": rec.get("wall_s"),
+                "started": rec.get("started"),
+                "finished": rec.get("finished"),
+                "error": (rec.get("error") or {}).get("message") if rec.get("error") else None,
+            }
+            for name, m in (rec.get("metrics") or {}).items():
+                if isinstance(m, dict):
+                    row[f"metric.{name}"] = m.get("value")
+                    row[f"metric.{name}.ci_low"] = m.get("ci_low")
+                    row[f"metric.{name}.ci_high"] = m.get("ci_high")
+                else:
+                    row[f"metric.{name}"] = m
+            for stage, secs in (rec.get("timings") or {}).items():
+                row[f"time.{stage}"] = secs
+            rows.append(row)
+        base = ["key", "status", "method", "variant", "subject", "fraction", "w", "seed", "profile", "options"]
+        return pd.DataFrame(rows, columns=None if rows else base)

@@ -1,0 +1,170 @@
+"""One trial, end to end: dataset files -> method (fit on train/val) -> predictions and images on the
+test trials -> metrics. Plain function in, plain dict out; the runner and the store wrap it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.method import FitContext, TrialSpec, get_method
+from bench.scoring import ScoreSettings, score_classification, score_images
+from brainvis.classes import NAME_BY_WNID, class_prompt
+from brainvis.data import DataConfig, image_path, load_release, load_split_data
+
+
+@dataclass(frozen=True)
+class RunEnv:
+    """Where a trial reads and writes; identical for every trial of one `bench run`."""
+
+    data_root: str
+    dataset_id: str  # world id, or "cvpr40:<folder name>" for the real set
+    profile: dict = field(default_factory=dict)  # the whole profile (configs as data)
+    backbones: str = "none"  # "mini", "paper" or "none"
+    backbones_dir: str | None = None
+    images_dir: str | None = None  # where generated images go (one folder per trial key)
+    split_mode: str = "all"
+    fraction_seed: int = 0
+    device: str = "cpu"
+
+
+@lru_cache(maxsize=2)
+def _release(path: str):
+    return load_release(path)
+
+
+@lru_cache(maxsize=1)
+def _backbones(kind: str, weights_dir: str | None, world_id: str | None):
+    if kind == "mini":
+        from bench.backbones.mini import WEIGHTS_DIR, load_mini_backbones
+
+        return load_mini_backbones(Path(weights_dir) if weights_dir else WEIGHTS_DIR, world_id=world_id)
+    if kind == "paper":
+        from bench.backbones.paper import load_paper_backbones, load_paper_config
+
+        return load_paper_backbones(load_paper_config(weights_dir))
+    return None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def class_prompts(labels: list[str]) -> list[str]:
+    """Prompt per class of the dataset, from its WNIDs (EEG-CVPR40's clean class names)."""
+    return [class_prompt(i) if w in NAME_BY_WNID else f"a photo of a {w}" for i, w in enumerate(labels)]
+
+
+def load_images(root: Path, names: list[str]) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(image_path(root, n)).convert("RGB")) for n in names])
+
+
+def save_images(images: dict[str, np.ndarray], names: list[str], out: Path) -> None:
+    """``<out>/<image_name>_<s>.png`` for the final images, ``<out>/<stage>/...`` for other stages."""
+    for stage, arr in images.items():
+        folder = out if stage == "final" else out / stage
+        folder.mkdir(parents=True, exist_ok=True)
+        seen: dict[str, int] = {}  # several trials of one image (subject 0): samples numbered on
+        for i, name in enumerate(names):
+            for s in range(arr.shape[1]):
+                j = seen.get(name, 0)
+                seen[name] = j + 1
+                Image.fromarray(arr[i, s]).save(folder / f"{name}_{j}.png")
+
+
+def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=None) -> dict:
+    """Run one trial and return ``{"metrics", "timings", "fit", "n_test", "images_dir"}``."""
+    say = stage_cb or (lambda stage: None)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    say("load")
+    root = Path(env.data_root)
+    release = _release(str(root / "eeg_5_95_std.pth"))
+    data = load_split_data(
+        DataConfig(root=str(root), subject=spec.subject, fraction=spec.fraction, fraction_seed=env.fraction_seed, split_mode=env.split_mode),
+        release=release,
+    )
+    method_cls = get_method(spec.method)
+    backbones = _backbones(env.backbones, env.backbones_dir, env.dataset_id if env.backbones == "mini" else None) if method_cls.needs_generator else None
+    timings["load"] = time.perf_counter() - t
+
+    seed_everything(spec.seed)
+    captions_path = root / "captions.json"
+    ctx = FitContext(
+        spec=spec,
+        profile=env.profile.get(spec.method, {}) | {"generation": env.profile.get("generation", {})},
+        backbones=backbones,
+        class_prompts=class_prompts(data.labels),
+        captions=json.loads(captions_path.read_text()) if captions_path.is_file() else {},
+        image_root=root / "images",
+        device=env.device,
+    )
+    method = method_cls()
+    say("fit")
+    t = time.perf_counter()
+    fit_report = method.fit(data.train, data.val, ctx)
+    timings["fit"] = time.perf_counter() - t
+
+    # From here on the test split is used: its EEG goes to predict(), its labels only to scoring.
+    say("predict")
+    t = time.perf_counter()
+    with torch.no_grad():
+        preds = method.predict(data.test.eeg.clone())
+    timings["predict"] = time.perf_counter() - t
+    settings = ScoreSettings(**env.profile.get("metrics", {}))
+    metrics: dict = {}
+    if preds.logits is not None:
+        metrics.update(score_classification(preds.logits, data.test.label, settings))
+
+    images_dir = None
+    if backbones is not None:
+        say("generate")
+        t = time.perf_counter()
+        images = method.generate(preds, ctx, seed=spec.seed)
+        timings["generate"] = time.perf_counter() - t
+        if images:
+            say("score")
+            t = time.perf_counter()
+            gt = load_images(root / "images", data.test.image_names)
+            metrics.update(score_images(gt, images["final"], backbones, settings, labels=data.test.label.numpy()))
+            timings["score"] = time.perf_counter() - t
+            if env.images_dir and key:
+                images_dir = str(Path(env.images_dir) / key)
+                save_images(images, data.test.image_names, Path(images_dir))
+    return {
+        "metrics": metrics,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "fit": fit_report,
+        "n_train": len(data.train),
+        "n_val": len(data.val),
+        "n_test": len(data.test),
+        "images_dir": images_dir,
+        "score_settings": settings.to_dict(),
+        "pid": os.getpid(),
+    }
+
+
+def trial_identity(spec: TrialSpec, env: RunEnv, backbone_ids: dict | None = None) -> dict:
+    """Everything that determines a trial's result (hashed into the store key)."""
+    return {
+        "spec": asdict(spec),
+        "method_config": env.profile.get(spec.method, {}),
+        "generation": env.profile.get("generation", {}),
+        "metrics": env.profile.get("metrics", {}),
+        "dataset_id": env.dataset_id,
+        "split_mode": env.split_mode,
+        "fraction_seed": env.fraction_seed,
+        "backbones": env.backbones,
+        "backbone_ids": backbone_ids or {},
+    }

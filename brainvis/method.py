@@ -1,0 +1,282 @@
+"""BrainVis as a benchmark method: the training stages, selection on validation, and generation.
+
+Stages (each selects its best epoch on the *validation* split; the test split never reaches here):
+
+1. frequency encoder: FFT amplitudes + LSTM, trained with its own 40-way head;
+2. time encoder pretraining: latent masked modeling on the training EEG (no labels);
+3. time encoder supervised fine-tuning with a 40-way head;
+4. joint fine-tuning of both branches through the fusion classifier;
+5. alignment: the alignment network maps ``concat(features, logits)`` to the text encoder's token
+   sequence, with the explicit interpolation weight ``w`` between the class-prompt embedding
+   (1 - w) and the image-caption embedding (w); the encoder keeps training (with a CE term).
+
+Ablation switches (trial options): ``use_time``, ``use_freq``, ``pretrain``, ``finetune``,
+``stage1``, ``stage2``. Without fine-tuning, stages 3-4 train the fusion classifier only, on frozen
+(pretrained) encoder features.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.method import FitContext, Method, Predictions, register_method
+from brainvis.data import TrialSet
+from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, TimeEncoder, alignment_loss
+
+ABLATIONS = ("use_time", "use_freq", "pretrain", "finetune", "stage1", "stage2")
+
+
+@dataclass(frozen=True)
+class BrainVisConfig:
+    """Hyperparameters; see ``bench/profiles/paper.toml`` for each field's meaning and source."""
+
+    d_model: int = 1024
+    n_layers: int = 8
+    n_heads: int = 16
+    d_ffn: int = 4096
+    dropout: float = 0.2
+    patch_size: int = 4
+    mask_ratio: float = 0.75
+    momentum: float = 0.99
+    n_regressor_layers: int = 4
+    n_codewords: int = 660
+    n_bins: int = 220
+    hidden: int = 128
+    batch_size: int = 128
+    freq_epochs: int = 1000
+    freq_lr: float = 1e-3
+    pretrain_epochs: int = 300
+    pretrain_lr: float = 5e-4
+    finetune_epochs: int = 100
+    finetune_lr: float = 5e-4
+    joint_epochs: int = 50
+    joint_lr: float = 5e-4
+    align_epochs: int = 500
+    align_lr: float = 5e-4
+    align_hidden: int = 4096
+    align_bottleneck: int = 1024
+    align_layers: int = 5
+    align_ce_weight: float = 1.0
+    use_mse: bool = True
+    weight_decay: float = 0.01
+    # ablation switches
+    use_time: bool = True
+    use_freq: bool = True
+    pretrain: bool = True
+    finetune: bool = True
+    stage1: bool = True
+    stage2: bool = True
+
+    @classmethod
+    def from_profile(cls, section: dict, options: dict | None = None) -> "BrainVisConfig":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in section.items() if k in known}
+        for k, v in (options or {}).items():
+            if k not in known:
+                raise ValueError(f"unknown BrainVis option {k!r}; known: {', '.join(sorted(known))}")
+            values[k] = v
+        cfg = cls(**values)
+        if not (cfg.use_time or cfg.use_freq):
+            raise ValueError("BrainVis needs at least one of use_time / use_freq")
+        if not (cfg.stage1 or cfg.stage2):
+            raise ValueError("BrainVis needs at least one of stage1 / stage2")
+        return cfg
+
+
+def _batches(n: int, batch: int, g: torch.Generator, shuffle: bool = True):
+    order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+    for i in range(0, n, batch):
+        yield order[i : i + batch]
+
+
+def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(1) == y).float().mean())
+
+
+@torch.no_grad()
+def _eval_logits(fn, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    return torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def train_classifier(
+    module: nn.Module, forward, train: TrialSet, val: TrialSet, *, epochs: int, lr: float, batch: int, wd: float, g: torch.Generator, params=None
+) -> dict:
+    """Supervised training with CE; keeps the state with the best validation accuracy."""
+    opt = torch.optim.AdamW(params if params is not None else module.parameters(), lr=lr, weight_decay=wd)
+    best = (-1.0, 0, copy.deepcopy(module.state_dict()))
+    for epoch in range(epochs):
+        module.train()
+        for idx in _batches(len(train), batch, g):
+            loss = F.cross_entropy(forward(train.eeg[idx]), train.label[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        module.eval()
+        acc = _accuracy(_eval_logits(forward, val.eeg), val.label)
+        if acc > best[0]:
+            best = (acc, epoch + 1, copy.deepcopy(module.state_dict()))
+    module.load_state_dict(best[2])
+    module.eval()
+    return {"val_top1": best[0], "best_epoch": best[1], "epochs": epochs}
+
+
+@register_method
+class BrainVis(Method):
+    name = "brainvis"
+    description = "Time (masked modeling) + frequency (FFT-LSTM) encoders, CLIP-text alignment with weight w, cascaded diffusion."
+    source = "Fu et al., BrainVis, ICASSP 2025 (arXiv 2312.14871)"
+    uses_w = True
+
+    def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:
+        cfg = BrainVisConfig.from_profile(ctx.profile, dict(ctx.spec.options))
+        self.cfg, self.ctx = cfg, ctx
+        g = torch.Generator().manual_seed(ctx.spec.seed)
+        n_classes = len(ctx.class_prompts)
+        n_chans, n_times = train.eeg.shape[1:]
+        report: dict = {"config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}}
+        log = ctx.log
+
+        freq = None
+        if cfg.use_freq:
+            log("brainvis: frequency encoder")
+            freq = FreqEncoder(n_chans=n_chans, n_times=n_times, n_bins=cfg.n_bins, hidden=cfg.hidden, n_outputs=n_classes)
+            report["freq"] = train_classifier(freq, freq.classify, train, val, epochs=cfg.freq_epochs, lr=cfg.freq_lr, batch=cfg.batch_size, wd=cfg.weight_decay, g=g)
+
+        time_enc = None
+        if cfg.use_time:
+            time_enc = TimeEncoder(
+                n_chans=n_chans, n_times=n_times, patch_size=cfg.patch_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
+                n_heads=cfg.n_heads, d_ffn=cfg.d_ffn, dropout=cfg.dropout, mask_ratio=cfg.mask_ratio, momentum=cfg.momentum,
+                n_regressor_layers=cfg.n_regressor_layers, n_codewords=cfg.n_codewords, n_outputs=n_classes, pretraining=cfg.pretrain,
+            )  # fmt: skip
+            if cfg.pretrain:
+                log("brainvis: masked-modeling pretraining")
+                report["pretrain"] = self._pretrain(time_enc, train, val, g)
+            if cfg.finetune:
+                log("brainvis: time-encoder fine-tuning")
+                report["finetune"] = train_classifier(
+                    time_enc, time_enc.classify, train, val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch=cfg.batch_size, wd=cfg.weight_decay, g=g
+                )
+
+        self.encoder = BrainVisEncoder(n_chans=n_chans, n_times=n_times, n_outputs=n_classes, use_time=cfg.use_time, use_freq=cfg.use_freq, time_encoder=time_enc, freq_encoder=freq)
+        log("brainvis: joint fine-tuning" if cfg.finetune else "brainvis: fusion classifier on frozen features")
+        params = self.encoder.parameters() if cfg.finetune else self.encoder.fusion.parameters()
+        if not cfg.finetune:
+            for p in self.encoder.parameters():
+                p.requires_grad_(False)
+            for p in self.encoder.fusion.parameters():
+                p.requires_grad_(True)
+        epochs = cfg.joint_epochs if cfg.finetune else cfg.finetune_epochs
+        report["joint"] = train_classifier(
+            self.encoder, lambda x: self.encoder(x)["logits"], train, val, epochs=epochs, lr=cfg.joint_lr, batch=cfg.batch_size, wd=cfg.weight_decay, g=g, params=params
+        )
+
+        self.align = None
+        if cfg.stage1 and ctx.backbones is not None:
+            log("brainvis: alignment")
+            report["align"] = self._align(train, val, g)
+        return report
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _pretrain(self, enc: TimeEncoder, train: TrialSet, val: TrialSet, g: torch.Generator) -> dict:
+        """Masked modeling on training EEG; keeps the epoch with the lowest validation loss."""
+        cfg = self.cfg
+        params = [p for n, p in enc.named_parameters() if not n.startswith("ema_backbone") and not n.startswith("head")]
+        opt = torch.optim.AdamW(params, lr=cfg.pretrain_lr, weight_decay=cfg.weight_decay)
+        best = (math.inf, 0, copy.deepcopy(enc.state_dict()))
+        vg = torch.Generator().manual_seed(12345)  # fixed masks for validation
+        for epoch in range(cfg.pretrain_epochs):
+            enc.train()
+            for idx in _batches(len(train), cfg.batch_size, g):
+                loss = enc.pretrain_loss(train.eeg[idx], generator=g)["loss"]
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                enc.update_ema()
+            enc.eval()
+            with torch.no_grad():
+                vloss = float(enc.pretrain_loss(val.eeg, generator=vg.manual_seed(12345))["loss"])
+            if vloss < best[0]:
+                best = (vloss, epoch + 1, copy.deepcopy(enc.state_dict()))
+        enc.load_state_dict(best[2])
+        return {"val_loss": best[0], "best_epoch": best[1], "epochs": cfg.pretrain_epochs}
+
+    def _targets(self, data: TrialSet) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class-prompt and caption token sequences ``[N, T, W]`` for a split's trials."""
+        text = self.ctx.backbones.text_encoder
+        if not hasattr(self, "_label_tokens"):
+            self._label_tokens = text.encode_tokens(self.ctx.class_prompts)
+        c_label = self._label_tokens[data.label]
+        names = sorted(set(data.image_names))
+        missing = [n for n in names if n not in self.ctx.captions]
+        if missing:
+            raise ValueError(f"no caption for {len(missing)} training image(s), e.g. {missing[:3]}")
+        tok = text.encode_tokens([self.ctx.captions[n] for n in names])
+        pos = {n: i for i, n in enumerate(names)}
+        c_cap = tok[[pos[n] for n in data.image_names]]
+        return c_label, c_cap
+
+    def _align(self, train: TrialSet, val: TrialSet, g: torch.Generator) -> dict:
+        cfg, w = self.cfg, float(self.ctx.spec.w)
+        tl, tc = self._targets(train)
+        vl, vc = self._targets(val)
+        text = self.ctx.backbones.text_encoder
+        self.align = AlignmentNet(
+            in_features=self.encoder.n_features + self.encoder.n_outputs, hidden=cfg.align_hidden, bottleneck=cfg.align_bottleneck,
+            n_layers=cfg.align_layers, n_tokens=text.n_tokens, width=text.width,
+        )  # fmt: skip
+        for p in self.encoder.parameters():
+            p.requires_grad_(cfg.finetune)
+        params = list(self.align.parameters()) + ([p for p in self.encoder.parameters()] if cfg.finetune else [])
+        opt = torch.optim.AdamW(params, lr=cfg.align_lr, weight_decay=cfg.weight_decay)
+        best = (math.inf, 0, None)
+        for epoch in range(cfg.align_epochs):
+            self.encoder.train(cfg.finetune)
+            self.align.train()
+            for idx in _batches(len(train), cfg.batch_size, g):
+                out = self.encoder(train.eeg[idx])
+                pred = self.align(out["features"], out["logits"])
+                loss = alignment_loss(pred, tl[idx], tc[idx], w, use_mse=cfg.use_mse)["loss"]
+                loss = loss + cfg.align_ce_weight * F.cross_entropy(out["logits"], train.label[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            self.encoder.eval()
+            self.align.eval()
+            with torch.no_grad():
+                out = self.encoder(val.eeg)
+                vloss = float(alignment_loss(self.align(out["features"], out["logits"]), vl, vc, w, use_mse=cfg.use_mse)["loss"])
+                vloss += cfg.align_ce_weight * float(F.cross_entropy(out["logits"], val.label))
+            if vloss < best[0]:
+                best = (vloss, epoch + 1, (copy.deepcopy(self.encoder.state_dict()), copy.deepcopy(self.align.state_dict())))
+        self.encoder.load_state_dict(best[2][0])
+        self.align.load_state_dict(best[2][1])
+        with torch.no_grad():
+            out = self.encoder(val.eeg)
+            val_top1 = _accuracy(out["logits"], val.label)
+        return {"val_loss": best[0], "best_epoch": best[1], "epochs": cfg.align_epochs, "w": w, "val_top1_after": val_top1}
+
+    # ---------------------------------------------------------------------------------------------
+
+    def predict(self, eeg: torch.Tensor) -> Predictions:
+        self.encoder.eval()
+        out = self.encoder(eeg)
+        cond = None
+        if self.align is not None:
+            self.align.eval()
+            cond = self.align(out["features"], out["logits"])
+        return Predictions(logits=out["logits"], cond=cond)
+
+    def generate(self, preds: Predictions, ctx: FitContext, *, seed: int) -> dict[str, np.ndarray]:
+        from bench.generation import cascade
+
+        prompts = [ctx.class_prompts[c] for c in preds.logits.argmax(1).tolist()]
+        return cascade(preds.cond, prompts, ctx, seed=seed, stage1=self.cfg.stage1, stage2=self.cfg.stage2)
