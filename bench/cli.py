@@ -16,8 +16,10 @@ from brainvis.errors import UserError
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="EEG-to-image reconstruction benchmark.")
 world_app = typer.Typer(no_args_is_help=True, help="Build and inspect synthetic worlds (EEG-CVPR40 format).")
 data_app = typer.Typer(no_args_is_help=True, help="Validate dataset folders.")
+backbones_app = typer.Typer(no_args_is_help=True, help="Train and check the mini backbones.")
 app.add_typer(world_app, name="world")
 app.add_typer(data_app, name="data")
+app.add_typer(backbones_app, name="backbones")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -82,9 +84,68 @@ def data_check(
     console.print("[green]ok[/]")
 
 
-from bench import cli_harness  # noqa: E402
+@backbones_app.command("train")
+def backbones_train(
+    world: Path = typer.Option(..., help="The synthetic world to train for (built with `bench world build`)."),
+    out: Path = typer.Option(..., help="Folder for the weights (*.safetensors) and manifest.json."),
+    seed: int = typer.Option(0, help="Training seed."),
+    quick: bool = typer.Option(False, "--quick", help="A few steps per model: checks the pipeline, not for use."),
+) -> None:
+    """Train the mini CLIP, VAE, UNet, classifier, fidelity net and captioner for a world (CPU, ~1 h)."""
+    from dataclasses import replace
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench.backbones.train_mini import QUICK, TrainConfig, train_backbones
+
+    cfg = replace(QUICK if quick else TrainConfig(), seed=seed)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"), TimeElapsedColumn(), console=console) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(state: dict) -> None:
+            for name, (step, total, loss) in sorted(state.items()):
+                if name not in tasks:
+                    tasks[name] = bar.add_task(name, total=total, loss="-")
+                bar.update(tasks[name], completed=step, loss=f"{loss:.3f}")
+
+        manifest = train_backbones(world, out, cfg, progress=update)
+    _print_quality(manifest["quality"], f"mini backbones for {manifest['world_id']} ({manifest['train_minutes']} min)")
+
+
+@backbones_app.command("check")
+def backbones_check(
+    world: Optional[Path] = typer.Option(None, help="World folder to check the weights against (default: the shipped weights' manifest only)."),
+    weights: Optional[Path] = typer.Option(None, help="Weights folder (default: the shipped bench/weights)."),
+) -> None:
+    """Verify mini weights against a world's id and print their recorded quality figures."""
+    from bench.backbones import mini as M
+    from bench.world.build import read_manifest
+
+    folder = weights or M.WEIGHTS_DIR
+    if world is not None:
+        wm = read_manifest(world)
+        if wm is None:
+            raise UserError(f"{world}: not a synthetic world (no world.json)")
+        manifest = M.check_world(wm["world_id"], folder)
+    else:
+        manifest = M.read_manifest(folder)
+    _print_quality(manifest.get("quality", {}), f"mini backbones at {folder} (world {manifest['world_id']})")
+
+
+def _print_quality(quality: dict, title: str) -> None:
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in quality.items():
+        if isinstance(v, float):
+            table.add_row(k, f"{v:.3f}")
+    console.print(table)
+
+
+from bench import cli_audit, cli_harness  # noqa: E402
 
 cli_harness.register(app)
+cli_audit.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,7 +154,7 @@ def run_command(
 ) -> int:
     from bench.grid import check_all, check_subjects, expand_trials, load_grid
 
-    g = load_grid(grid).with_overrides(methods=methods, subjects=subjects, seeds=seeds, profile=profile)
+    g = load_grid(grid, check=False).with_overrides(methods=methods, subjects=subjects, seeds=seeds, profile=profile)
     check_all(g)  # values + methods, before any data or store is touched
     if address:
         from bench.runner import check_address
@@ -281,7 +281,7 @@ def register(app: typer.Typer) -> None:
         from bench.grid import check_values, load_grid
         from bench.method import METHODS, _load_builtin_methods
 
-        g = load_grid(name).with_overrides(
+        g = load_grid(name, check=False).with_overrides(
             subjects=parse_multi(subjects, int, "subjects"), seeds=parse_multi(seeds, int, "seeds"), methods=parse_multi(methods, str, "methods")
         )
         check_values(g)
@@ -313,7 +313,7 @@ def register(app: typer.Typer) -> None:
     def perf(
         data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder. Default: the mini world (built on first use)."),
         noop_trials: int = typer.Option(16, "--noop-trials", help="noop trials for the overhead figure (>= 16 recommended)."),
-        burn_trials: int = typer.Option(4, "--burn-trials", help="burn trials per concurrency level."),
+        burn_trials: int = typer.Option(6, "--burn-trials", help="burn trials per concurrency level."),
         burn_seconds: float = typer.Option(2.0, "--burn-seconds", help="Approximate single-thread seconds of work per burn trial."),
         as_json: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON to this file."),
     ) -> None:

@@ -38,10 +38,12 @@ for _k, _v in {
 }.items():
     os.environ.setdefault(_k, _v)
 
+import ray  # noqa: E402
 import torch  # noqa: E402  (module level: a reused actor imports these once)
+from ray import tune  # noqa: E402
 
 from bench.method import TrialSpec, get_method  # noqa: E402
-from bench.store import Store, identity_key, make_record, now_iso  # noqa: E402
+from bench.store import Store, code_version, identity_key, make_record, now_iso  # noqa: E402
 from bench.trial import RunEnv, run_trial, trial_identity  # noqa: E402
 from brainvis.errors import UserError  # noqa: E402
 
@@ -128,15 +130,13 @@ def execute(payload: dict, env: RunEnv, store: Store, run_id: str | None = None)
     record = make_record(
         key=key, spec=spec, identity=payload["identity"], started=started, finished=now_iso(),
         wall_s=time.perf_counter() - t0, result=result, error=error, traceback_text=tb,
-        variant=payload.get("variant"), run_id=run_id,
+        variant=payload.get("variant"), run_id=run_id, version=payload.get("code_version"),
     )  # fmt: skip
     store.write(record)
     return record
 
 
 def _trainable(config: dict) -> None:
-    from ray import tune
-
     t0 = time.perf_counter()
     torch.set_num_threads(1)
     env = RunEnv(**config["env"])
@@ -152,6 +152,21 @@ def _trainable(config: dict) -> None:
             "pid": os.getpid(),
         }
     )
+
+
+_LISTENERS: dict[str, Any] = {}  # run id -> driver-side function called with each trial's result
+
+
+class _ResultStream(tune.Callback):
+    """Tune callback forwarding trial results to the driver's listener (picklable: holds only an id)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        listener = _LISTENERS.get(self.run_id)
+        if listener is not None and "key" in result:
+            listener(result)
 
 
 def _trial_dirname(trial) -> str:
@@ -200,8 +215,6 @@ def quiet_ray_logging() -> None:
 
 def start_ray(*, address: str | None = None, num_cpus: int | None = None) -> bool:
     """Connect to ``address`` or start a local instance; returns True if this call started Ray."""
-    import ray
-
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
@@ -285,9 +298,6 @@ def run_grid(
         summary.wall_s = time.perf_counter() - t_start
         return summary
 
-    import ray
-    from ray import tune
-
     t = time.perf_counter()
     started_ray = start_ray(address=address, num_cpus=max_concurrent)
     summary.init_s = time.perf_counter() - t
@@ -297,6 +307,7 @@ def run_grid(
             raise UserError(f"--gpus-per-trial {gpus_per_trial}: the Ray cluster has {resources.get('GPU', 0):g} GPU(s)")
         if gpus_per_trial > 0:
             env = RunEnv(**{**asdict(env), "device": "cuda"})
+        version = code_version()
         run_id = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         summary.run_id = run_id
 
@@ -310,16 +321,16 @@ def run_grid(
 
         fit_t0 = time.perf_counter()
 
-        class _Results(tune.Callback):
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                if "key" in result:
-                    summary.result_times.append(time.perf_counter() - fit_t0)
-                    summary.trial_s.append(float(result.get("trial_s", 0.0)))
-                    if progress:
-                        progress.result(result["key"], result["status"], result.get("trial_s"))
+        def on_result(result: dict) -> None:
+            summary.result_times.append(time.perf_counter() - fit_t0)
+            summary.trial_s.append(float(result.get("trial_s", 0.0)))
+            if progress:
+                progress.result(result["key"], result["status"], result.get("trial_s"))
+
+        _LISTENERS[run_id] = on_result
 
         param_space = {
-            "trial": tune.grid_search([{"key": p.key, "spec": spec_to_dict(p.spec), "identity": p.identity, "variant": p.variant} for p in pending]),
+            "trial": tune.grid_search([{"key": p.key, "spec": spec_to_dict(p.spec), "identity": p.identity, "variant": p.variant, "code_version": version} for p in pending]),
             "env": asdict(env),
             "store": str(store.root),
             "run_id": run_id,
@@ -333,7 +344,7 @@ def run_grid(
                 trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
             ),
             run_config=tune.RunConfig(
-                storage_path=str(storage), name=run_id, verbose=0, callbacks=[_Results()],
+                storage_path=str(storage), name=run_id, verbose=0, callbacks=[_ResultStream(run_id)],
                 failure_config=tune.FailureConfig(max_failures=0),
             ),
         )  # fmt: skip
@@ -341,6 +352,7 @@ def run_grid(
         try:
             results = tuner.fit()
         finally:
+            _LISTENERS.pop(run_id, None)
             summary.fit_s = time.perf_counter() - fit_t0
             if progress:
                 progress.stop()
@@ -355,7 +367,7 @@ def run_grid(
                 store.write(
                     make_record(
                         key=p.key, spec=p.spec, identity=p.identity, started=now_iso(), finished=now_iso(), wall_s=0.0,
-                        error=err, traceback_text=str(err), variant=p.variant, run_id=run_id,
+                        error=err, traceback_text=str(err), variant=p.variant, run_id=run_id, version=version,
                     )  # fmt: skip
                 )
         for p in pending:

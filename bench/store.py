@@ -62,9 +62,15 @@ def git_commit() -> str | None:
     return commit if out.returncode == 0 and len(commit) == 40 else None
 
 
+CODE_VERSION_ENV = "BRAINVIS_BENCH_CODE_VERSION"
+
+
 def code_version() -> str:
-    """``<package version>+<git commit>``, or ``<package version>+unknown`` outside a checkout."""
-    return f"{package_version()}+{git_commit() or 'unknown'}"
+    """``<package version>+<git commit>``, or ``<package version>+unknown`` outside a checkout.
+
+    ``$BRAINVIS_BENCH_CODE_VERSION`` overrides it (tests; deliberately keeping results across commits).
+    """
+    return os.environ.get(CODE_VERSION_ENV) or f"{package_version()}+{git_commit() or 'unknown'}"
 
 
 def canonical_json(obj: Any) -> str:
@@ -131,6 +137,7 @@ def make_record(
     traceback_text: str | None = None,
     variant: str | None = None,
     run_id: str | None = None,
+    version: str | None = None,
 ) -> dict:
     """A complete store record for a finished (``result``) or failed (``error``) trial."""
     result = result or {}
@@ -140,7 +147,7 @@ def make_record(
         **spec_fields(spec),
         "variant": variant,
         "config": identity,
-        "code_version": code_version(),
+        "code_version": version or code_version(),
         "metrics": result.get("metrics", {}),
         "timings": result.get("timings", {}),
         "fit": result.get("fit", {}),

@@ -4,7 +4,6 @@ test trials -> metrics. Plain function in, plain dict out; the runner and the st
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -16,7 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.captions import cached_captions, caption_cache_file
 from bench.method import FitContext, TrialSpec, get_method
+from bench.paths import cache_dir
 from bench.scoring import ScoreSettings, score_classification, score_images
 from brainvis.classes import NAME_BY_WNID, class_prompt
 from brainvis.data import DataConfig, image_path, load_release, load_split_data
@@ -35,6 +36,7 @@ class RunEnv:
     split_mode: str = "all"
     fraction_seed: int = 0
     device: str = "cpu"
+    cache_dir: str | None = None  # shared work (captions); default: bench.paths.cache_dir()
 
 
 @lru_cache(maxsize=2)
@@ -99,14 +101,23 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
     backbones = _backbones(env.backbones, env.backbones_dir, env.dataset_id if env.backbones == "mini" else None) if method_cls.needs_generator else None
     timings["load"] = time.perf_counter() - t
 
+    captions: dict[str, str] = {}
+    if backbones is not None and backbones.captioner is not None:
+        # Training/validation images only: captions of test images are never needed.
+        say("caption")
+        t = time.perf_counter()
+        names = sorted(set(data.train.image_names) | set(data.val.image_names))
+        cache = caption_cache_file(cache_dir(env.cache_dir), env.dataset_id, backbones.ids.get("captioner", "captioner"))
+        captions = cached_captions(names, root / "images", backbones.captioner, cache)
+        timings["caption"] = time.perf_counter() - t
+
     seed_everything(spec.seed)
-    captions_path = root / "captions.json"
     ctx = FitContext(
         spec=spec,
         profile=env.profile.get(spec.method, {}) | {"generation": env.profile.get("generation", {})},
         backbones=backbones,
         class_prompts=class_prompts(data.labels),
-        captions=json.loads(captions_path.read_text()) if captions_path.is_file() else {},
+        captions=captions,
         image_root=root / "images",
         device=env.device,
     )
@@ -120,7 +131,11 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
     say("predict")
     t = time.perf_counter()
     with torch.no_grad():
-        preds = method.predict(data.test.eeg.clone())
+        if getattr(method_cls, "reference", False):
+            # Reference rows (oracles, chance by label) see the test identities, never the EEG.
+            preds = method.predict_reference(data.test.label.clone(), list(data.test.image_names))
+        else:
+            preds = method.predict(data.test.eeg.clone())
     timings["predict"] = time.perf_counter() - t
     settings = ScoreSettings(**env.profile.get("metrics", {}))
     metrics: dict = {}

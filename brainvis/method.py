@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -127,6 +128,26 @@ def train_classifier(
     return {"val_top1": best[0], "best_epoch": best[1], "epochs": epochs}
 
 
+def build_branches(cfg: BrainVisConfig, *, n_chans: int = 128, n_times: int = 440, n_classes: int = 40) -> tuple[FreqEncoder | None, TimeEncoder | None]:
+    """The enabled branches at the profile's sizes (each with its own 40-way head)."""
+    freq = FreqEncoder(n_chans=n_chans, n_times=n_times, n_bins=cfg.n_bins, hidden=cfg.hidden, n_outputs=n_classes) if cfg.use_freq else None
+    time_enc = None
+    if cfg.use_time:
+        time_enc = TimeEncoder(
+            n_chans=n_chans, n_times=n_times, patch_size=cfg.patch_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
+            n_heads=cfg.n_heads, d_ffn=cfg.d_ffn, dropout=cfg.dropout, mask_ratio=cfg.mask_ratio, momentum=cfg.momentum,
+            n_regressor_layers=cfg.n_regressor_layers, n_codewords=cfg.n_codewords, n_outputs=n_classes, pretraining=cfg.pretrain,
+        )  # fmt: skip
+    return freq, time_enc
+
+
+def build_alignment(cfg: BrainVisConfig, encoder: BrainVisEncoder, *, n_tokens: int, width: int) -> AlignmentNet:
+    return AlignmentNet(
+        in_features=encoder.n_features + encoder.n_outputs, hidden=cfg.align_hidden, bottleneck=cfg.align_bottleneck,
+        n_layers=cfg.align_layers, n_tokens=n_tokens, width=width,
+    )  # fmt: skip
+
+
 @register_method
 class BrainVis(Method):
     name = "brainvis"
@@ -140,30 +161,33 @@ class BrainVis(Method):
         g = torch.Generator().manual_seed(ctx.spec.seed)
         n_classes = len(ctx.class_prompts)
         n_chans, n_times = train.eeg.shape[1:]
-        report: dict = {"config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}}
+        report: dict = {"config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}, "stage_seconds": {}}
         log = ctx.log
+        clock = time.perf_counter()
 
-        freq = None
-        if cfg.use_freq:
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            report["stage_seconds"][stage] = round(now - clock, 2)
+            clock = now
+
+        freq, time_enc = build_branches(cfg, n_chans=n_chans, n_times=n_times, n_classes=n_classes)
+        if freq is not None:
             log("brainvis: frequency encoder")
-            freq = FreqEncoder(n_chans=n_chans, n_times=n_times, n_bins=cfg.n_bins, hidden=cfg.hidden, n_outputs=n_classes)
             report["freq"] = train_classifier(freq, freq.classify, train, val, epochs=cfg.freq_epochs, lr=cfg.freq_lr, batch=cfg.batch_size, wd=cfg.weight_decay, g=g)
+            lap("freq")
 
-        time_enc = None
-        if cfg.use_time:
-            time_enc = TimeEncoder(
-                n_chans=n_chans, n_times=n_times, patch_size=cfg.patch_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
-                n_heads=cfg.n_heads, d_ffn=cfg.d_ffn, dropout=cfg.dropout, mask_ratio=cfg.mask_ratio, momentum=cfg.momentum,
-                n_regressor_layers=cfg.n_regressor_layers, n_codewords=cfg.n_codewords, n_outputs=n_classes, pretraining=cfg.pretrain,
-            )  # fmt: skip
+        if time_enc is not None:
             if cfg.pretrain:
                 log("brainvis: masked-modeling pretraining")
                 report["pretrain"] = self._pretrain(time_enc, train, val, g)
+                lap("pretrain")
             if cfg.finetune:
                 log("brainvis: time-encoder fine-tuning")
                 report["finetune"] = train_classifier(
                     time_enc, time_enc.classify, train, val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch=cfg.batch_size, wd=cfg.weight_decay, g=g
                 )
+                lap("finetune")
 
         self.encoder = BrainVisEncoder(n_chans=n_chans, n_times=n_times, n_outputs=n_classes, use_time=cfg.use_time, use_freq=cfg.use_freq, time_encoder=time_enc, freq_encoder=freq)
         log("brainvis: joint fine-tuning" if cfg.finetune else "brainvis: fusion classifier on frozen features")
@@ -177,11 +201,13 @@ class BrainVis(Method):
         report["joint"] = train_classifier(
             self.encoder, lambda x: self.encoder(x)["logits"], train, val, epochs=epochs, lr=cfg.joint_lr, batch=cfg.batch_size, wd=cfg.weight_decay, g=g, params=params
         )
+        lap("joint")
 
         self.align = None
         if cfg.stage1 and ctx.backbones is not None:
             log("brainvis: alignment")
             report["align"] = self._align(train, val, g)
+            lap("align")
         return report
 
     # ---------------------------------------------------------------------------------------------
@@ -229,10 +255,7 @@ class BrainVis(Method):
         tl, tc = self._targets(train)
         vl, vc = self._targets(val)
         text = self.ctx.backbones.text_encoder
-        self.align = AlignmentNet(
-            in_features=self.encoder.n_features + self.encoder.n_outputs, hidden=cfg.align_hidden, bottleneck=cfg.align_bottleneck,
-            n_layers=cfg.align_layers, n_tokens=text.n_tokens, width=text.width,
-        )  # fmt: skip
+        self.align = build_alignment(cfg, self.encoder, n_tokens=text.n_tokens, width=text.width)
         for p in self.encoder.parameters():
             p.requires_grad_(cfg.finetune)
         params = list(self.align.parameters()) + ([p for p in self.encoder.parameters()] if cfg.finetune else [])

@@ -313,3 +313,33 @@ def load_mini_backbones(weights_dir: Path = WEIGHTS_DIR, *, world_id: str | None
 
 def noise_scheduler() -> DDPMScheduler:
     return DDPMScheduler(**SCHEDULER_CFG)
+
+
+def untrained_mini_backbones(seed: int = 0) -> Backbones:
+    """Every role at mini shapes with random weights: for tests of code paths (never for numbers)."""
+    torch.manual_seed(seed)
+    clip = build_clip().eval()
+    text = MiniClipText(clip)
+    vae = build_vae().eval()
+    generator = DiffusersGenerator(vae, build_unet().eval(), PNDMScheduler(**SCHEDULER_CFG, skip_prk_steps=True), resolution=RESOLUTION, uncond_embeds=text.encode_tokens([""]))
+    fidelity_net = MODELS["fidelity"]().eval()
+    return Backbones(
+        text_encoder=text,
+        image_encoder=MiniClipImage(clip),
+        captioner=MiniCaptioner(MODELS["captioner"]().eval()),
+        generator=generator,
+        classifier=MiniClassifier(MODELS["classifier"]().eval()),
+        fidelity=_InMemoryFidelity(fidelity_net),
+        ids={role: f"untrained:{seed}" for role in ("text_encoder", "image_encoder", "captioner", "generator", "classifier", "fidelity")},
+    )
+
+
+class _InMemoryFidelity(MiniFidelity):
+    """A fidelity role whose weights are written to a temporary file for torch-fidelity."""
+
+    def __init__(self, net: SmallCNN) -> None:
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="bench-fidelity-"))
+        save_model(net, folder / "fidelity.safetensors")
+        super().__init__(net, folder / "fidelity.safetensors")

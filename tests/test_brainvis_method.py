@@ -1,0 +1,173 @@
+"""BrainVis as a method: paper profile sizes, ablation switches, determinism, test-split isolation."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.method import FitContext, Method, Predictions, TrialSpec, get_method, register_method, METHODS
+from bench.trial import RunEnv, run_trial
+from brainvis.data import TrialSet
+from brainvis.method import BrainVis, BrainVisConfig, build_alignment, build_branches
+from brainvis.models import BrainVisEncoder
+
+PROFILES = Path(__file__).resolve().parent.parent / "bench" / "profiles"
+TINY = dict(
+    d_model=16, n_layers=1, n_heads=2, d_ffn=32, dropout=0.0, n_regressor_layers=1, n_codewords=8, n_bins=20, hidden=8,
+    batch_size=16, freq_epochs=2, pretrain_epochs=2, finetune_epochs=2, joint_epochs=2, align_epochs=2,
+    align_hidden=32, align_bottleneck=16, align_layers=3, use_mse=False,
+)  # fmt: skip
+
+
+def _trials(n: int, seed: int, n_classes: int = 4) -> TrialSet:
+    g = torch.Generator().manual_seed(seed)
+    label = torch.arange(n) % n_classes
+    eeg = torch.randn(n, 128, 440, generator=g) + 0.5 * label[:, None, None].float() * torch.linspace(-1, 1, 440)
+    names = [f"n0000000{int(c)}_{seed}{i}" for i, c in enumerate(label)]
+    return TrialSet(eeg=eeg, label=label, image=torch.arange(n), subject=torch.ones(n, dtype=torch.long), index=np.arange(n), image_names=names)
+
+
+def _ctx(options: dict | None = None, backbones=None, seed: int = 0, captions: dict | None = None) -> FitContext:
+    spec = TrialSpec("brainvis", seed=seed, w=0.5, options=tuple(sorted((options or {}).items())))
+    return FitContext(spec=spec, profile=dict(TINY), backbones=backbones, class_prompts=[f"a photo of a thing {c}" for c in range(4)], captions=captions or {})
+
+
+def test_paper_profile_builds_full_size_model_and_steps():
+    torch.manual_seed(0)
+    section = tomllib.load(open(PROFILES / "paper.toml", "rb"))["brainvis"]
+    cfg = BrainVisConfig.from_profile(section)
+    assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ffn, cfg.n_codewords, cfg.mask_ratio) == (1024, 8, 16, 4096, 660, 0.75)
+    freq, time_enc = build_branches(cfg)
+    assert sum(p.numel() for p in freq.parameters()) == 153_768
+    assert time_enc.n_units == 110 and time_enc.n_masked == 82
+    enc = BrainVisEncoder(time_encoder=time_enc, freq_encoder=freq)
+    align = build_alignment(cfg, enc, n_tokens=77, width=768)
+    x = torch.randn(2, 128, 440)
+    out = enc(x)
+    pred = align(out["features"], out["logits"])
+    assert out["features"].shape == (2, 1152) and out["logits"].shape == (2, 40) and pred.shape == (2, 77, 768)
+    loss = pred.pow(2).mean() + torch.nn.functional.cross_entropy(out["logits"], torch.tensor([0, 1])) + time_enc.pretrain_loss(x)["loss"]
+    loss.backward()
+    assert all(p.grad is not None for p in freq.parameters() if p.requires_grad and p is not freq.head.weight and p is not freq.head.bias)
+
+
+def test_config_options_validate():
+    with pytest.raises(ValueError, match="unknown BrainVis option"):
+        BrainVisConfig.from_profile(TINY, {"use_tiem": False})
+    with pytest.raises(ValueError, match="at least one"):
+        BrainVisConfig.from_profile(TINY, {"use_time": False, "use_freq": False})
+
+
+def _fit(options=None, seed=0):
+    torch.manual_seed(seed)
+    m = BrainVis()
+    report = m.fit(_trials(32, 1), _trials(16, 2), _ctx(options, seed=seed))
+    return m, report
+
+
+def test_same_seed_same_result_and_different_seed_differs():
+    m1, r1 = _fit(seed=3)
+    m2, r2 = _fit(seed=3)
+    x = _trials(8, 9).eeg
+    assert torch.equal(m1.predict(x).logits, m2.predict(x).logits)
+    m3, _ = _fit(seed=4)
+    assert not torch.equal(m1.predict(x).logits, m3.predict(x).logits)
+
+
+@pytest.mark.parametrize("switch", ["use_time", "use_freq", "pretrain", "finetune"])
+def test_encoder_ablation_switches_change_only_what_they_say(switch):
+    full, r_full = _fit()
+    abl, r_abl = _fit({switch: False})
+    # The configs differ in exactly that switch.
+    diff = {k for k in r_full["config"] if r_full["config"][k] != r_abl["config"][k]}
+    assert diff == {switch}
+    enc = abl.encoder
+    if switch == "use_time":
+        assert enc.time_encoder is None and enc.n_features == TINY["hidden"]
+        assert "pretrain" not in r_abl and "finetune" not in r_abl
+        assert r_abl["freq"] == r_full["freq"]  # the frequency branch trains exactly as in the full model
+    if switch == "use_freq":
+        assert enc.freq_encoder is None and enc.n_features == TINY["d_model"] and "freq" not in r_abl
+    if switch == "pretrain":
+        assert "pretrain" not in r_abl and not enc.time_encoder.pretraining and "finetune" in r_abl
+        assert r_abl["freq"] == r_full["freq"]
+    if switch == "finetune":
+        assert "finetune" not in r_abl and "pretrain" in r_abl
+        assert all(not p.requires_grad for n, p in enc.named_parameters() if not n.startswith("fusion"))
+        assert r_abl["pretrain"] == r_full["pretrain"]  # pretraining untouched
+
+
+def test_finetune_off_keeps_pretrained_encoder_weights():
+    torch.manual_seed(0)
+    m = BrainVis()
+    snapshots = {}
+    orig = m._pretrain
+
+    def spy(enc, train, val, g):
+        out = orig(enc, train, val, g)
+        snapshots["after_pretrain"] = {k: v.clone() for k, v in enc.backbone.state_dict().items()}
+        return out
+
+    m._pretrain = spy
+    m.fit(_trials(32, 1), _trials(16, 2), _ctx({"finetune": False}))
+    after = m.encoder.time_encoder.backbone.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in snapshots["after_pretrain"].items())
+
+
+def test_generation_switches_with_untrained_backbones():
+    from bench.backbones.mini import untrained_mini_backbones
+
+    bb = untrained_mini_backbones()
+    captions = {n: f"a caption for {n}" for n in _trials(32, 1).image_names + _trials(16, 2).image_names}
+    ctx_kw = dict(backbones=bb, captions=captions)
+    results = {}
+    for opts in ({}, {"stage1": False}, {"stage2": False}):
+        torch.manual_seed(0)
+        m = BrainVis()
+        ctx = _ctx(opts, **ctx_kw)
+        ctx.profile["generation"] = {"samples": 1, "stage1_steps": 2, "stage2_steps": 2, "batch": 8}
+        report = m.fit(_trials(32, 1), _trials(16, 2), ctx)
+        preds = m.predict(_trials(4, 9).eeg)
+        imgs = m.generate(preds, ctx, seed=0)
+        results[tuple(opts)] = (report, preds, imgs)
+        assert imgs["final"].shape == (4, 1, 32, 32, 3) and imgs["final"].dtype == np.uint8
+    full, no_s1, no_s2 = results[()], results[("stage1",)], results[("stage2",)]
+    assert full[1].cond.shape == (4, 77, 64) and "stage1" in full[2] and "align" in full[0]
+    assert no_s1[1].cond is None and "stage1" not in no_s1[2] and "align" not in no_s1[0]
+    assert np.array_equal(no_s2[2]["final"], no_s2[2]["stage1"])
+    assert "align" in no_s2[0]
+
+
+def test_training_code_never_sees_the_test_split(smoke_world):
+    root, _ = smoke_world
+    seen = {}
+
+    class Spy(Method):
+        name = "spy-test-isolation"
+        description = source = "-"
+        needs_generator = False
+
+        def fit(self, train, val, ctx):
+            seen["fit"] = (set(train.index.tolist()), set(val.index.tolist()), set(train.image_names) | set(val.image_names))
+            return {}
+
+        def predict(self, eeg):
+            seen["predict_arg"] = eeg
+            return Predictions(logits=torch.zeros(eeg.shape[0], 40))
+
+    if Spy.name not in METHODS:
+        register_method(Spy)
+    out = run_trial(TrialSpec(Spy.name, subject=1), RunEnv(data_root=str(root), dataset_id="smoke"))
+    from brainvis.data import DataConfig, load_split_data
+
+    test = load_split_data(DataConfig(root=str(root), subject=1)).test
+    train_idx, val_idx, names = seen["fit"]
+    assert not (train_idx | val_idx) & set(test.index.tolist())
+    assert not names & set(test.image_names)
+    assert isinstance(seen["predict_arg"], torch.Tensor) and torch.equal(seen["predict_arg"], test.eeg)
+    assert out["n_test"] == len(test)
