@@ -142,6 +142,54 @@ def _print_quality(quality: dict, title: str) -> None:
     console.print(table)
 
 
+@app.command("score")
+def score(
+    gt_dir: Path = typer.Argument(..., help="Ground-truth images, one per name (<name>.<ext>)."),
+    gen_dir: Path = typer.Argument(..., help="Generated images <name>_<k>.png, k = 0, 1, ... samples per ground truth."),
+    backbones: str = typer.Option("mini", help="mini (shipped weights) or paper (real weights; see --paper-config)."),
+    paper_config: Optional[Path] = typer.Option(None, help="TOML with the paper backbones' paths (bench.backbones.paper)."),
+    weights: Optional[Path] = typer.Option(None, help="Mini weights folder (default: the shipped ones)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
+    n: int = typer.Option(50, help="N of N-way Top-K (clamped to the classifier's classes, recorded)."),
+    k: int = typer.Option(1, help="K of N-way Top-K."),
+    trials: int = typer.Option(50, help="N-way draws per image."),
+    seed: int = typer.Option(0, help="Seed of the N-way draws and bootstrap."),
+) -> None:
+    """Score a folder of reconstructions against ground truth: N-way Top-K, IS, SSIM, CLIP similarity, FID."""
+    import time
+
+    from bench.score_folders import match_folders, score_matched
+    from bench.scoring import ScoreSettings
+
+    t0 = time.perf_counter()
+    matched = match_folders(gt_dir, gen_dir)  # every folder problem is reported before models load
+    if backbones == "mini":
+        from bench.backbones.mini import WEIGHTS_DIR, load_mini_backbones
+
+        bb = load_mini_backbones(weights or WEIGHTS_DIR)
+    elif backbones == "paper":
+        from bench.backbones.paper import load_paper_backbones, load_paper_config
+
+        if paper_config is None:
+            raise UserError("--backbones paper needs --paper-config FILE.toml naming the weights (see bench.backbones.paper)")
+        bb = load_paper_backbones(load_paper_config(paper_config), roles=("image_encoder", "classifier", "fidelity"))
+    else:
+        raise UserError(f"--backbones must be 'mini' or 'paper'; got {backbones!r}")
+    metrics, meta = score_matched(*matched, bb, ScoreSettings(n=n, k=k, trials=trials, seed=seed))
+    table = Table(title=f"{meta['n_ground_truth']} ground truths x {meta['samples_per_ground_truth']} samples ({time.perf_counter() - t0:.1f} s)")
+    for col in ("metric", "value", "95% CI", "protocol"):
+        table.add_column(col, justify="right" if col != "protocol" else "left")
+    for name, m in metrics.items():
+        ci = f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]" if m.get("ci_low") is not None else "-"
+        proto = ", ".join(f"{kk}={vv}" for kk, vv in m.items() if kk not in ("value", "ci_low", "ci_high") and not isinstance(vv, (list, dict)))
+        table.add_row(name, f"{m['value']:.4f}", ci, proto)
+    console.print(table)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(metrics, indent=1))
+        console.print(f"wrote {json_out}")
+
+
 from bench import cli_audit, cli_harness  # noqa: E402
 
 cli_harness.register(app)

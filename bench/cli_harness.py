@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import tomllib
-from importlib import resources
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -49,7 +48,7 @@ def parse_multi(values: list[str] | None, conv: Callable, what: str) -> list | N
 
 def load_profile(name: str) -> dict:
     """``bench/profiles/<name>.toml`` as a dict ({} if that file does not exist)."""
-    entry = resources.files("bench") / "profiles" / f"{name}.toml"
+    entry = Path(__file__).resolve().parent / "profiles" / f"{name}.toml"
     if not entry.is_file():
         return {}
     try:

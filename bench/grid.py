@@ -34,7 +34,6 @@ import json
 import math
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
@@ -110,8 +109,11 @@ class Grid:
 # ----------------------------------------------------------------------------------------------
 
 
-def _shipped_dir():
-    return resources.files("bench") / "grids"
+GRIDS_DIR = Path(__file__).resolve().parent / "grids"
+
+
+def _shipped_dir() -> Path:
+    return GRIDS_DIR
 
 
 def shipped_grids() -> list[str]:

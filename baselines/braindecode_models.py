@@ -1,0 +1,76 @@
+"""Standard EEG classifiers from braindecode (used as shipped, not re-implemented): EEGNet, ShallowConvNet.
+
+- ``eegnet``: ``braindecode.models.EEGNet`` (EEGNet-v4 of Lawhern et al., J. Neural Eng. 2018).
+- ``shallowconvnet``: ``braindecode.models.ShallowFBCSPNet`` (Schirrmeister et al., Hum. Brain Mapp. 2017).
+
+Both are built with ``n_chans=128, n_outputs=40, n_times=440`` plus the profile's keyword arguments
+(any constructor argument of the braindecode class may appear in the profile section). braindecode
+is imported only when a model is built (importing it costs seconds), so registering these methods is
+cheap. Trained like the other classification baselines (dataset authors' protocol, best validation
+accuracy kept), then the predicted class prompt is drawn.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from torch import nn
+
+from baselines.common import ClassifyThenDraw, resolve_config
+from bench.method import register_method
+
+
+class BraindecodeBaseline(ClassifyThenDraw):
+    """A braindecode model class named ``model_class``; every profile key outside the training
+    protocol is passed to its constructor (braindecode validates the names)."""
+
+    model_class: ClassVar[str]
+
+    @classmethod
+    def model_cls(cls):
+        import braindecode.models
+
+        return getattr(braindecode.models, cls.model_class)
+
+    @classmethod
+    def config(cls, section: dict, options: dict | None = None) -> dict[str, Any]:
+        import inspect
+
+        params = inspect.signature(cls.model_cls()).parameters
+        known = {k: p.default for k, p in params.items() if k not in ("n_chans", "n_outputs", "n_times", "chs_info", "input_window_seconds", "sfreq", "kwargs")}
+        cfg = resolve_config({**cls.train_defaults, **known, **cls.model_defaults}, section, options, cls.name)
+        cls._model_keys = [k for k in cfg if k not in cls.train_defaults]
+        return cfg
+
+    @classmethod
+    def make_network(cls, cfg: dict[str, Any], n_chans: int, n_outputs: int, n_times: int) -> nn.Module:
+        from baselines.common import Decimate, decimated_length
+
+        k = int(cfg.get("decimate", 1))
+        # Only keys that differ from braindecode's own defaults are passed (clean, version-proof).
+        defaults = {k2: p.default for k2, p in __import__("inspect").signature(cls.model_cls()).parameters.items()}
+        kwargs = {key: cfg[key] for key in cfg if key not in cls.train_defaults and (key not in defaults or cfg[key] != defaults[key])}
+        model = cls.build_model(n_chans, n_outputs, decimated_length(n_times, k), **kwargs)
+        return nn.Sequential(Decimate(k), model) if k > 1 else model
+
+    @classmethod
+    def build_model(cls, n_chans: int, n_outputs: int, n_times: int, **kwargs) -> nn.Module:
+        return cls.model_cls()(n_chans=n_chans, n_outputs=n_outputs, n_times=n_times, **kwargs)
+
+
+@register_method
+class EEGNetBaseline(BraindecodeBaseline):
+    name = "eegnet"
+    description = "braindecode EEGNet (v4: temporal conv, depthwise spatial conv, separable conv) -> 40-way classifier; draws the predicted class prompt."
+    source = "Lawhern et al., EEGNet, J. Neural Eng. 2018 (braindecode.models.EEGNet)"
+    model_class = "EEGNet"
+    model_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@register_method
+class ShallowConvNetBaseline(BraindecodeBaseline):
+    name = "shallowconvnet"
+    description = "braindecode ShallowFBCSPNet (temporal conv, spatial conv, square, mean-pool, log) -> 40-way classifier; draws the predicted class prompt."
+    source = "Schirrmeister et al., Deep learning with convolutional neural networks for EEG decoding, Hum. Brain Mapp. 2017 (braindecode.models.ShallowFBCSPNet)"
+    model_class = "ShallowFBCSPNet"
+    model_defaults: ClassVar[dict[str, Any]] = {}
