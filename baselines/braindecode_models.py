@@ -16,15 +16,17 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from baselines.common import ClassifyThenDraw, resolve_config
+from baselines.common import ClassifyThenDraw, Decimate, decimated_length, resolve_config
 from bench.method import register_method
 
 
 class BraindecodeBaseline(ClassifyThenDraw):
-    """A braindecode model class named ``model_class``; every profile key outside the training
-    protocol is passed to its constructor (braindecode validates the names)."""
+    """A braindecode model class named ``model_class``. Any constructor argument of that class may
+    appear in the profile section (or the trial options) and is passed on; arguments not given keep
+    braindecode's defaults (the fit report records only the given ones)."""
 
     model_class: ClassVar[str]
+    FIXED: ClassVar[tuple[str, ...]] = ("n_chans", "n_outputs", "n_times", "chs_info", "input_window_seconds", "sfreq")
 
     @classmethod
     def model_cls(cls):
@@ -33,23 +35,22 @@ class BraindecodeBaseline(ClassifyThenDraw):
         return getattr(braindecode.models, cls.model_class)
 
     @classmethod
-    def config(cls, section: dict, options: dict | None = None) -> dict[str, Any]:
+    def model_keys(cls) -> list[str]:
         import inspect
 
-        params = inspect.signature(cls.model_cls()).parameters
-        known = {k: p.default for k, p in params.items() if k not in ("n_chans", "n_outputs", "n_times", "chs_info", "input_window_seconds", "sfreq", "kwargs")}
-        cfg = resolve_config({**cls.train_defaults, **known, **cls.model_defaults}, section, options, cls.name)
-        cls._model_keys = [k for k in cfg if k not in cls.train_defaults]
-        return cfg
+        params = inspect.signature(cls.model_cls()).parameters.values()
+        return [p.name for p in params if p.name not in cls.FIXED and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+    @classmethod
+    def config(cls, section: dict, options: dict | None = None) -> dict[str, Any]:
+        unset = object()
+        cfg = resolve_config({**cls.train_defaults, **dict.fromkeys(cls.model_keys(), unset)}, section, options, cls.name)
+        return {k: v for k, v in cfg.items() if v is not unset}
 
     @classmethod
     def make_network(cls, cfg: dict[str, Any], n_chans: int, n_outputs: int, n_times: int) -> nn.Module:
-        from baselines.common import Decimate, decimated_length
-
         k = int(cfg.get("decimate", 1))
-        # Only keys that differ from braindecode's own defaults are passed (clean, version-proof).
-        defaults = {k2: p.default for k2, p in __import__("inspect").signature(cls.model_cls()).parameters.items()}
-        kwargs = {key: cfg[key] for key in cfg if key not in cls.train_defaults and (key not in defaults or cfg[key] != defaults[key])}
+        kwargs = {key: value for key, value in cfg.items() if key not in cls.train_defaults}
         model = cls.build_model(n_chans, n_outputs, decimated_length(n_times, k), **kwargs)
         return nn.Sequential(Decimate(k), model) if k > 1 else model
 
@@ -64,7 +65,6 @@ class EEGNetBaseline(BraindecodeBaseline):
     description = "braindecode EEGNet (v4: temporal conv, depthwise spatial conv, separable conv) -> 40-way classifier; draws the predicted class prompt."
     source = "Lawhern et al., EEGNet, J. Neural Eng. 2018 (braindecode.models.EEGNet)"
     model_class = "EEGNet"
-    model_defaults: ClassVar[dict[str, Any]] = {}
 
 
 @register_method
@@ -73,4 +73,3 @@ class ShallowConvNetBaseline(BraindecodeBaseline):
     description = "braindecode ShallowFBCSPNet (temporal conv, spatial conv, square, mean-pool, log) -> 40-way classifier; draws the predicted class prompt."
     source = "Schirrmeister et al., Deep learning with convolutional neural networks for EEG decoding, Hum. Brain Mapp. 2017 (braindecode.models.ShallowFBCSPNet)"
     model_class = "ShallowFBCSPNet"
-    model_defaults: ClassVar[dict[str, Any]] = {}

@@ -50,6 +50,15 @@ def world_build(
         table.add_row(f"attribute: {k}", f"{v:.3f}", f"{probe['attribute_chance'][k]:.3f}")
     table.add_row("block state (stimulus-blind)", f"{probe['drift_accuracy']:.3f}", f"{probe['chance']:.3f}")
     console.print(table)
+    bb = report.get("backbones", {})
+    if bb.get("status") == "ok":
+        console.print(
+            f"mini backbones verified for this world: classifier {bb['classifier_accuracy']:.3f}, CLIP retrieval "
+            f"{bb['clip_retrieval_top1']:.3f}, generator class fidelity {bb['generator_class_fidelity']:.3f} "
+            f"(shuffled {bb['generator_class_fidelity_shuffled']:.3f}; chance {bb['chance']:.3f})"
+        )
+    elif bb:
+        console.print(f"[yellow]mini backbones: {bb.get('reason', bb.get('status'))}[/]")
     console.print(f"report: {Path(out) / REPORT}  ({report.get('timings_s', {}).get('total', 0):.1f} s)")
 
 

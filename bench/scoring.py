@@ -38,11 +38,15 @@ class ScoreSettings:
 
 
 def _with_ci(value: float, per_trial: np.ndarray | None, s: ScoreSettings, **extra) -> dict:
+    """Headline value, bootstrap CI over trials, settings, and the per-trial values (in test-trial
+    order) that paired comparisons between methods use."""
     out = {"value": float(value), "ci_low": None, "ci_high": None}
     if per_trial is not None and len(per_trial) > 1:
         b = bootstrap_summary(np.asarray(per_trial, dtype=float), n_boot=s.n_boot, seed=s.seed)
         out["ci_low"], out["ci_high"] = b["ci_low"], b["ci_high"]
     out.update(extra)
+    if per_trial is not None:
+        out["per_trial"] = [round(float(v), 6) for v in per_trial]
     return out
 
 

@@ -265,11 +265,15 @@ def stage_cnns(work: Path, cfg: TrainConfig) -> str:
 
 
 def measure_quality(world: Path, weights_dir: Path, cfg: TrainConfig, *, limit: int | None = None) -> dict:
-    """Known-answer quality of the mini backbones on the world's held-out images."""
+    """Known-answer quality of the mini backbones on the world's held-out images.
+
+    ``limit`` keeps every ``k``-th held-out image (an even spread over classes) for a faster check.
+    """
     torch.set_num_threads(1)
     held = world_stimuli(world, ("val", "test"))
-    if limit:
-        held = {k: (v[:limit] if not isinstance(v, dict) else {kk: vv[:limit] for kk, vv in v.items()}) for k, v in held.items()}
+    if limit and limit < len(held["names"]):
+        keep = np.linspace(0, len(held["names"]) - 1, limit).round().astype(int)
+        held = {k: ([v[i] for i in keep] if isinstance(v, list) else v[keep] if isinstance(v, np.ndarray) else {kk: vv[keep] for kk, vv in v.items()}) for k, v in held.items()}
     bb = M.load_mini_backbones(weights_dir)
     labels = held["labels"]["class"]
     out: dict = {"n_heldout": int(len(labels))}
@@ -370,3 +374,26 @@ def read_progress(work: Path) -> dict:
     return out
 
 
+
+
+def backbone_report(world: Path, weights_dir: Path = M.WEIGHTS_DIR, *, limit: int | None = 80) -> dict:
+    """The ``backbones`` section of a world's report: verify the shipped weights match the world,
+    then re-measure their quality on its held-out images (``limit`` of them for the generator)."""
+    world_id = json.loads((Path(world) / "world.json").read_text())["world_id"]
+    try:
+        manifest = M.check_world(world_id, Path(weights_dir))
+    except UserError as exc:
+        return {"status": "unavailable", "reason": str(exc)}
+    t0 = time.perf_counter()
+    cfg = TrainConfig(**manifest.get("train_config", {}))
+    quality = measure_quality(Path(world), Path(weights_dir), cfg, limit=limit)
+    return {
+        "status": "ok",
+        "weights": str(weights_dir),
+        "trained_for": manifest["world_id"],
+        "command": manifest.get("command"),
+        **{k: quality[k] for k in ("classifier_accuracy", "clip_retrieval_top1", "generator_class_fidelity", "generator_class_fidelity_shuffled", "captioner_exact", "chance", "n_heldout")},
+        "settings": quality["settings"],
+        "at_training": {k: v for k, v in manifest.get("quality", {}).items() if isinstance(v, float)},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }

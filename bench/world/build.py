@@ -77,7 +77,7 @@ def read_manifest(out: Path) -> dict | None:
 
 
 def build_world(
-    spec: WorldSpec, out: str | Path, *, force: bool = False, workers: int = 2, progress: Progress | None = None
+    spec: WorldSpec, out: str | Path, *, force: bool = False, workers: int = 2, progress: Progress | None = None, check_backbones: bool = True
 ) -> dict:
     """Write the world described by ``spec`` to ``out`` and return its report.
 
@@ -176,6 +176,13 @@ def build_world(
         t3 = time.perf_counter()
         report = {"world_id": spec.world_id, "spec": spec.to_dict(), "probe": probe_world(tmp, workers=workers)}
         timings["probe"] = time.perf_counter() - t3
+        if check_backbones:
+            from bench.backbones.train_mini import backbone_report
+
+            t4 = time.perf_counter()
+            report["backbones"] = backbone_report(tmp)
+            timings["backbones"] = time.perf_counter() - t4
+            say("checked the mini backbones")
         timings["total"] = time.perf_counter() - t0
         report["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
         (tmp / REPORT).write_text(json.dumps(report, indent=1))
