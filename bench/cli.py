@@ -199,6 +199,48 @@ def score(
         console.print(f"wrote {json_out}")
 
 
+@app.command("leaderboard")
+def leaderboard(
+    store: Path = typer.Option(Path("runs/data_scaling"), help="Results store (its records/ folder)."),
+    grid: Optional[str] = typer.Option(None, help="Grid name (default: the store folder's name)."),
+    out: Path = typer.Option(Path("leaderboards"), help="Output folder."),
+    fmt: str = typer.Option("md", "--format", help="md, latex or csv."),
+    data: Optional[Path] = typer.Option(None, help="Dataset folder (ground-truth images for the gallery)."),
+) -> None:
+    """Write a grid's leaderboard (tables with CIs, plots, gallery) purely from stored records."""
+    from bench.leaderboard import write_leaderboard
+
+    if fmt not in ("md", "latex", "csv"):
+        raise UserError(f"--format must be md, latex or csv; got {fmt!r}")
+    for path in write_leaderboard(store, grid or store.name, out, fmt, data_root=data):
+        console.print(f"wrote {path}")
+
+
+@app.command("compare")
+def compare(
+    method_a: str = typer.Argument(...),
+    method_b: str = typer.Argument(...),
+    store: Path = typer.Option(Path("runs/data_scaling"), help="Results store."),
+    grid: Optional[str] = typer.Option(None, help="Only records of this grid."),
+    subject: Optional[int] = typer.Option(None, help="Only this subject."),
+    metric: Optional[list[str]] = typer.Option(None, help="Metrics (repeatable; default: all per-trial metrics)."),
+    markdown: Optional[Path] = typer.Option(None, help="Also write the table as markdown here."),
+) -> None:
+    """Paired difference A - B with 95% CI and p-values, on the same test trials."""
+    from bench.compare import compare_markdown, compare_methods
+
+    res = compare_methods(store, method_a, method_b, subject=subject, metrics=metric, grid=grid)
+    table = Table(title=f"{method_a} - {method_b} ({len(res['pairs'])} paired trial sets)")
+    for col in ("metric", "mean A", "mean B", "A - B", "95% CI", "p perm", "p Wilcoxon", "n"):
+        table.add_column(col, justify="right")
+    for m, r in res["metrics"].items():
+        table.add_row(m, f"{r['mean_a']:.4f}", f"{r['mean_b']:.4f}", f"{r['diff']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", f"{r['p_value']:.3g}", f"{r['p_value_wilcoxon']:.3g}", str(r["n"]))
+    console.print(table)
+    if markdown:
+        markdown.write_text(compare_markdown(res))
+        console.print(f"wrote {markdown}")
+
+
 from bench import cli_audit, cli_harness  # noqa: E402
 
 cli_harness.register(app)

@@ -1,0 +1,61 @@
+"""`bench compare A B`: paired differences between two methods on the same test trials."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.leaderboard import COLUMNS, SET_LEVEL, load_records
+from bench.metrics import paired_comparison
+from brainvis.errors import UserError
+
+
+def _match_key(r: dict) -> tuple:
+    return (r["subject"], float(r["fraction"]), r["seed"])
+
+
+def compare_methods(store, method_a: str, method_b: str, *, subject: int | None = None, metrics: list[str] | None = None, grid: str | None = None) -> dict:
+    """Per metric: mean difference A - B over paired test trials, 95% CI, permutation p-value.
+
+    Trials pair up when both methods ran on the same subject, data fraction and seed (hence the same
+    test trials, in the same order). For methods with several w, the record closest to w = 0.5 is used.
+    """
+    recs = [r for r in load_records(store) if r.get("status") == "ok" and (grid is None or r.get("grid", grid) == grid)]
+    if subject is not None:
+        recs = [r for r in recs if r["subject"] == subject]
+    by = {}
+    for m in (method_a, method_b):
+        mine = sorted((r for r in recs if r["method"] == m and not r.get("variant")), key=lambda r: (abs(r["w"] - 0.5), r["key"]))
+        if not mine:
+            known = sorted({r["method"] for r in recs})
+            raise UserError(f"no records of method {m!r} in {store}" + (f" for subject {subject}" if subject is not None else "") + f"; methods there: {', '.join(known)}")
+        table: dict = {}
+        for r in mine:
+            table.setdefault(_match_key(r), r)
+        by[m] = table
+    pairs = sorted(set(by[method_a]) & set(by[method_b]))
+    if not pairs:
+        raise UserError(f"{method_a} and {method_b} share no (subject, fraction, seed): nothing to pair")
+    names = metrics or [m for m in COLUMNS if m not in SET_LEVEL]
+    out = {}
+    for metric in names:
+        a, b = [], []
+        for key in pairs:
+            ma, mb = by[method_a][key]["metrics"].get(metric), by[method_b][key]["metrics"].get(metric)
+            if ma and mb and ma.get("per_trial") and mb.get("per_trial") and len(ma["per_trial"]) == len(mb["per_trial"]):
+                a += ma["per_trial"]
+                b += mb["per_trial"]
+        if not a:
+            continue
+        res = paired_comparison(np.asarray(a), np.asarray(b), seed=0)
+        out[metric] = {"mean_a": float(np.mean(a)), "mean_b": float(np.mean(b)), **{k: res[k] for k in ("diff", "ci_low", "ci_high", "p_value", "p_value_wilcoxon", "n")}, "higher_is_better": COLUMNS[metric][1]}
+    if not out:
+        raise UserError(f"no per-trial values shared by {method_a} and {method_b} for {', '.join(names)}")
+    return {"a": method_a, "b": method_b, "pairs": [list(p) for p in pairs], "metrics": out}
+
+
+def compare_markdown(result: dict) -> str:
+    lines = [f"Paired comparison {result['a']} - {result['b']} over {len(result['pairs'])} matched (subject, fraction, seed) trials", "",
+             "| metric | mean A | mean B | A - B | 95% CI | p (permutation) | p (Wilcoxon) | n |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for m, r in result["metrics"].items():
+        lines.append(f"| {COLUMNS[m][0]} | {r['mean_a']:.4f} | {r['mean_b']:.4f} | {r['diff']:+.4f} | [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['p_value']:.4g} | {r['p_value_wilcoxon']:.4g} | {r['n']} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,427 @@
+"""Leaderboards regenerated purely from stored trial records: markdown (or LaTeX / CSV) tables,
+plots and a reconstruction gallery.
+
+Rows group records by (method, variant, fraction, w); values pool the per-trial values of every
+matching record (seeds, and subjects for the average table), with a 95% bootstrap CI over those
+trials. Set-level metrics (IS, FID) are averaged over records; their CI is shown only when a row
+rests on one record. The best EEG method per column is bold; reference rows (oracles, chance) are
+italic and never bold. Output is byte-identical for the same records: no clock, no randomness
+beyond fixed seeds, stable ordering.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.metrics import bootstrap_summary
+
+# metric -> (column title, higher is better, format)
+COLUMNS: dict[str, tuple[str, bool, str]] = {
+    "top1": ("top-1", True, "{:.3f}"),
+    "top5": ("top-5", True, "{:.3f}"),
+    "n_way_top_k": ("N-way top-K", True, "{:.3f}"),
+    "inception_score": ("IS", True, "{:.2f}"),
+    "ssim": ("SSIM", True, "{:.3f}"),
+    "clip_similarity": ("CS", True, "{:.3f}"),
+    "fid": ("FID", False, "{:.1f}"),
+}
+SET_LEVEL = {"inception_score", "fid"}
+REFERENCE_METHODS = {"chance", "oracle_caption", "oracle_label", "brainvis_stage2_true", "brainvis_stage2_random"}
+
+PUBLISHED = {
+    "source": "BrainVis (Fu et al., arXiv 2312.14871 v3 / ICASSP 2025), tables as quoted in this project's REFERENCE",
+    "rows": [
+        ("BrainVis", "subject 4", {"n_way_top_k": 0.4927, "inception_score": 31.53, "fid": 121.0}),
+        ("BrainVis", "average", {"top1": 0.4766, "top5": 0.9120, "n_way_top_k": 0.4546, "inception_score": 31.00, "fid": 126.66}),
+        ("DreamDiffusion", "subject 4", {"n_way_top_k": 0.4580}),
+        ("KD-STFT", "-", {"top1": 0.4120, "top5": 0.8782}),
+        ("Brain2Image (LSTM)", "-", {"top1": 0.1648, "top5": 0.5524, "inception_score": 5.07}),
+        ("EEG-ChannelNet", "-", {"top1": 0.3130}),
+        ("S-EEGNet", "-", {"top1": 0.2520}),
+        ("BrainVis v1 (buggy SSIM, non-standard IS)", "subject 4", {"n_way_top_k": 0.4927, "inception_score": 7.6294, "ssim": 0.7524, "clip_similarity": 0.6025}),
+    ],
+}
+
+
+def load_records(store: str | Path) -> list[dict]:
+    """All ``ok`` records of a store, sorted by key (failed ones are listed in the footer)."""
+    folder = Path(store) / "records"
+    out = []
+    for p in sorted(folder.glob("*.json")):
+        try:
+            out.append(json.loads(p.read_text()))
+        except ValueError:
+            continue
+    return out
+
+
+@dataclass(frozen=True)
+class RowKey:
+    method: str
+    variant: str
+    fraction: float
+    w: float | None
+
+    def label(self) -> str:
+        return self.method + (f" [{self.variant}]" if self.variant else "")
+
+
+def _row_key(rec: dict, uses_w: dict[str, bool]) -> RowKey:
+    variant = rec.get("variant") or ""
+    if not variant and rec.get("options"):
+        variant = ",".join(f"{k}={v}" for k, v in sorted(rec["options"].items()))
+    return RowKey(rec["method"], variant, float(rec["fraction"]), float(rec["w"]) if uses_w.get(rec["method"], False) else None)
+
+
+def _uses_w(records: list[dict]) -> dict[str, bool]:
+    """A method 'uses w' when its records carry more than one w (grids collapse w otherwise)."""
+    ws: dict[str, set] = defaultdict(set)
+    for r in records:
+        ws[r["method"]].add(r["w"])
+    return {m: len(v) > 1 for m, v in ws.items()}
+
+
+def _cell(recs: list[dict], metric: str, n_boot: int = 1000) -> dict | None:
+    vals = [r["metrics"][metric] for r in recs if metric in r.get("metrics", {})]
+    if not vals:
+        return None
+    if metric not in SET_LEVEL and all(v.get("per_trial") for v in vals):
+        pooled = np.concatenate([np.asarray(v["per_trial"], dtype=float) for v in vals])
+        if len(vals) == 1:
+            return {"value": vals[0]["value"], "lo": vals[0]["ci_low"], "hi": vals[0]["ci_high"], "n": len(pooled)}
+        b = bootstrap_summary(pooled, n_boot=n_boot, seed=0)
+        return {"value": float(pooled.mean()), "lo": b["ci_low"], "hi": b["ci_high"], "n": len(pooled)}
+    if len(vals) == 1:
+        return {"value": vals[0]["value"], "lo": vals[0].get("ci_low"), "hi": vals[0].get("ci_high"), "n": 1}
+    return {"value": float(np.mean([v["value"] for v in vals])), "lo": None, "hi": None, "n": len(vals)}
+
+
+def _fmt(cell: dict | None, fmt: str, bold: bool, italic: bool) -> str:
+    if cell is None:
+        return "–"
+    s = fmt.format(cell["value"])
+    if cell["lo"] is not None and cell["hi"] is not None:
+        s += f" [{fmt.format(cell['lo'])}, {fmt.format(cell['hi'])}]"
+    if bold:
+        s = f"**{s}**"
+    elif italic:
+        s = f"*{s}*"
+    return s
+
+
+def build_table(records: list[dict], metrics: list[str]) -> tuple[list[RowKey], dict[RowKey, dict[str, dict | None]], dict[RowKey, list[str]]]:
+    uses_w = _uses_w(records)
+    groups: dict[RowKey, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[_row_key(r, uses_w)].append(r)
+    order = sorted(groups, key=lambda k: (k.method in REFERENCE_METHODS, k.method, k.variant, k.fraction, -1 if k.w is None else k.w))
+    cells = {k: {m: _cell(groups[k], m) for m in metrics} for k in order}
+    keys = {k: sorted(r["key"] for r in groups[k]) for k in order}
+    return order, cells, keys
+
+
+def _best(order: list[RowKey], cells: dict, metric: str, higher: bool) -> set[RowKey]:
+    cand = [(c[metric]["value"], k) for k, c in cells.items() if c[metric] is not None and k.method not in REFERENCE_METHODS]
+    if not cand:
+        return set()
+    target = max(v for v, _ in cand) if higher else min(v for v, _ in cand)
+    return {k for v, k in cand if v == target}
+
+
+def _present_metrics(records: list[dict]) -> list[str]:
+    have = {m for r in records for m in r.get("metrics", {})}
+    return [m for m in COLUMNS if m in have]
+
+
+def _axes_columns(order: list[RowKey]) -> list[str]:
+    cols = []
+    if len({k.fraction for k in order}) > 1:
+        cols.append("fraction")
+    if any(k.w is not None for k in order):
+        cols.append("w")
+    return cols
+
+
+def markdown_table(records: list[dict], metrics: list[str], chance: dict[str, float]) -> str:
+    order, cells, _ = build_table(records, metrics)
+    axes = _axes_columns(order)
+    head = ["method"] + axes + [f"{COLUMNS[m][0]} {'↑' if COLUMNS[m][1] else '↓'}" for m in metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (1 + len(axes)) + ["---:"] * len(metrics)) + "|"]
+    best = {m: _best(order, cells, m, COLUMNS[m][1]) for m in metrics}
+    for k in order:
+        ref = k.method in REFERENCE_METHODS
+        row = [f"*{k.label()}*" if ref else k.label()]
+        if "fraction" in axes:
+            row.append(f"{k.fraction:g}")
+        if "w" in axes:
+            row.append("–" if k.w is None else f"{k.w:g}")
+        row += [_fmt(cells[k][m], COLUMNS[m][2], k in best[m], ref) for m in metrics]
+        lines.append("| " + " | ".join(row) + " |")
+    if chance:
+        row = ["*chance (analytic)*"] + [""] * len(axes) + [f"*{COLUMNS[m][2].format(chance[m])}*" if m in chance else "–" for m in metrics]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _chance(records: list[dict]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    n_classes = 40
+    out.update({"top1": 1 / n_classes, "top5": 5 / n_classes})
+    for r in records:
+        m = r.get("metrics", {}).get("n_way_top_k")
+        if m and "chance" in m:
+            out["n_way_top_k"] = m["chance"]
+            break
+    return out
+
+
+def _protocol(records: list[dict], grid: str, audit: dict | None) -> list[str]:
+    first_nway = next((r["metrics"]["n_way_top_k"] for r in records if "n_way_top_k" in r.get("metrics", {})), None)
+    ssim = next((r["metrics"]["ssim"] for r in records if "ssim" in r.get("metrics", {})), None)
+    isc = next((r["metrics"]["inception_score"] for r in records if "inception_score" in r.get("metrics", {})), None)
+    datasets = sorted({r.get("config", {}).get("dataset_id", "?") for r in records})
+    backbones = sorted({json.dumps(r.get("config", {}).get("backbone_ids", {}), sort_keys=True) for r in records})
+    commits = sorted({(r.get("git_commit") or "unknown")[:12] for r in records})
+    seeds = sorted({r["seed"] for r in records})
+    subjects = sorted({r["subject"] for r in records})
+    last = max((r.get("finished") or "" for r in records), default="")[:10]
+    lines = [f"- grid `{grid}`; {len(records)} trial records; subjects {subjects}; seeds {seeds}"]
+    if first_nway:
+        lines.append(
+            f"- N-way top-K: N={first_nway.get('n')} (effective {first_nway.get('n_effective')}"
+            + (", clamped to the evaluation classifier's classes" if first_nway.get("clamped") else "")
+            + f"), K={first_nway.get('k')}, {first_nway.get('trials')} draws per image, seed {first_nway.get('seed')}; reference class = the classifier's argmax on the ground-truth image"
+        )
+    if isc:
+        lines.append(f"- Inception Score: torch-fidelity, generated images only, extractor `{isc.get('extractor')}`, splits {isc.get('splits')}")
+    if ssim:
+        lines.append(f"- SSIM: scikit-image, uint8 RGB, data_range 255, at {ssim.get('resolution')} px; CS: cosine of CLIP image embeddings; FID: torch-fidelity vs the matched ground-truth test images")
+    lines.append("- 95% CIs: bootstrap over test trials (pooled over subjects/seeds of a row); IS/FID CIs only for single-record rows")
+    lines.append(f"- dataset: {', '.join(datasets)}")
+    for b in backbones:
+        lines.append(f"- backbones: `{b}`")
+    lines.append(f"- code: git {', '.join(commits)}; latest record {last}")
+    if audit is not None:
+        lines.append(f"- leakage audit: **{audit.get('verdict', '?')}** ({audit.get('summary', '')})")
+    else:
+        lines.append("- leakage audit: not run for this dataset (`bench audit --data DIR --json <store>/audit.json`)")
+    return lines
+
+
+def _published_table() -> str:
+    metrics = list(COLUMNS)
+    lines = ["| method | setting | " + " | ".join(COLUMNS[m][0] for m in metrics) + " |", "|---|---|" + "|".join(["---:"] * len(metrics)) + "|"]
+    for name, setting, vals in PUBLISHED["rows"]:
+        lines.append(f"| {name} | {setting} | " + " | ".join(COLUMNS[m][2].format(vals[m]) if m in vals else "–" for m in metrics) + " |")
+    return "\n".join(lines) + f"\n\nSource: {PUBLISHED['source']}. The v1 SSIM used `data_range=255` on normalised floats (inflated); its IS used a non-standard formula."
+
+
+def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None, plots: list[str] = (), gallery: str | None = None) -> str:
+    ok = [r for r in records if r.get("status") == "ok"]
+    failed = [r for r in records if r.get("status") != "ok"]
+    metrics = _present_metrics(ok)
+    chance = _chance(ok)
+    synthetic = any(str(r.get("config", {}).get("dataset_id", "")).startswith("cvpr40-synth") for r in ok)
+    out = [f"# Leaderboard: `{grid}`", ""]
+    if synthetic:
+        out += ["> **Synthetic data.** These numbers come from the synthetic EEG-CVPR40-format world and the mini backbones; they test the pipeline and the protocol and are **not comparable to published numbers**.", ""]
+    out += ["## Average over subjects", "", markdown_table(ok, metrics, chance), ""]
+    for s in sorted({r["subject"] for r in ok}):
+        out += [f"## Subject {s}", "", markdown_table([r for r in ok if r["subject"] == s], metrics, chance), ""]
+    if plots or gallery:
+        out += ["## Figures", ""]
+        out += [f"![{p}]({p})" for p in plots]
+        if gallery:
+            out += ["", f"Reconstructions (ground truth | stage 1 | final) for fixed test trials: ![gallery]({gallery})"]
+        out += [""]
+    out += ["## As published (not measured here; not comparable to the tables above)", "", _published_table(), ""]
+    out += ["## Protocol", ""] + _protocol(ok, grid, audit) + [""]
+    if failed:
+        out += [f"Failed trials (not in the tables): {', '.join(sorted(r['key'] for r in failed))}", ""]
+    _, _, keys = build_table(ok, metrics)
+    out += ["## Records", "", "Every number above is computed from these trial records (`records/<key>.json`):", ""]
+    for k, ks in keys.items():
+        axes = f"fraction {k.fraction:g}" + ("" if k.w is None else f", w {k.w:g}")
+        out.append(f"- {k.label()} ({axes}): {', '.join(ks)}")
+    return "\n".join(out) + "\n"
+
+
+def render_latex(records: list[dict]) -> str:
+    ok = [r for r in records if r.get("status") == "ok"]
+    metrics = _present_metrics(ok)
+    order, cells, _ = build_table(ok, metrics)
+    axes = _axes_columns(order)
+    best = {m: _best(order, cells, m, COLUMNS[m][1]) for m in metrics}
+    arrows = {True: "$\\uparrow$", False: "$\\downarrow$"}
+    head = ["Method"] + [a.capitalize() for a in axes] + [f"{COLUMNS[m][0]} {arrows[COLUMNS[m][1]]}" for m in metrics]
+    lines = ["\\begin{tabular}{" + "l" * (1 + len(axes)) + "r" * len(metrics) + "}", "\\toprule", " & ".join(head) + " \\\\", "\\midrule"]
+    for k in order:
+        row = [k.label().replace("_", "\\_")]
+        if "fraction" in axes:
+            row.append(f"{k.fraction:g}")
+        if "w" in axes:
+            row.append("--" if k.w is None else f"{k.w:g}")
+        for m in metrics:
+            c = cells[k][m]
+            if c is None:
+                row.append("--")
+                continue
+            s = COLUMNS[m][2].format(c["value"])
+            if c["lo"] is not None:
+                s += f" {{\\scriptsize[{COLUMNS[m][2].format(c['lo'])}, {COLUMNS[m][2].format(c['hi'])}]}}"
+            row.append(f"\\textbf{{{s}}}" if k in best[m] else s)
+        lines.append(" & ".join(row) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(records: list[dict]) -> str:
+    ok = [r for r in records if r.get("status") == "ok"]
+    metrics = _present_metrics(ok)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["key", "method", "variant", "subject", "fraction", "w", "seed"] + [f"{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high")])
+    for r in sorted(ok, key=lambda r: (r["method"], r.get("variant") or "", r["subject"], r["fraction"], r["w"], r["seed"], r["key"])):
+        vals = []
+        for m in metrics:
+            c = r["metrics"].get(m)
+            vals += [c["value"], c.get("ci_low"), c.get("ci_high")] if c else ["", "", ""]
+        w.writerow([r["key"], r["method"], r.get("variant") or "", r["subject"], r["fraction"], r["w"], r["seed"]] + vals)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------------
+
+
+def _plottable(records: list[dict], axis: str) -> bool:
+    by: dict[str, set] = defaultdict(set)
+    for r in records:
+        if r["method"] not in REFERENCE_METHODS:
+            by[(r["method"], r.get("variant") or "")].add(r[axis])
+    return any(len(v) >= 2 for v in by.values())
+
+
+def plot_axis(records: list[dict], axis: str, metrics: list[str], path: Path) -> bool:
+    """Metric vs ``axis`` ("fraction" or "w") per method, mean with 95% CI band. False if < 2 points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in records if r.get("status") == "ok" and r["method"] not in REFERENCE_METHODS]
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for r in ok:
+        by_method[r["method"] + (f" [{r['variant']}]" if r.get("variant") else "")].append(r)
+    series = {m: rs for m, rs in by_method.items() if len({r[axis] for r in rs}) >= 2}
+    if not series:
+        return False
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for name in sorted(series):
+            xs = sorted({r[axis] for r in series[name]})
+            cells = [_cell([r for r in series[name] if r[axis] == x], metric) for x in xs]
+            pts = [(x, c) for x, c in zip(xs, cells) if c is not None]
+            if not pts:
+                continue
+            x = [p[0] for p in pts]
+            y = [p[1]["value"] for p in pts]
+            ax.plot(x, y, marker="o", label=name)
+            if all(p[1]["lo"] is not None for p in pts):
+                ax.fill_between(x, [p[1]["lo"] for p in pts], [p[1]["hi"] for p in pts], alpha=0.2)
+        if axis == "fraction":
+            ax.set_xscale("log")
+        ax.set_xlabel("training-data fraction" if axis == "fraction" else "interpolation weight w (caption)")
+        ax.set_title(f"{COLUMNS[metric][0]} {'↑' if COLUMNS[metric][1] else '↓'}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def plot_gallery(records: list[dict], data_root: Path | None, path: Path, n_trials: int = 6) -> bool:
+    """Ground truth | stage 1 | final for the first ``n_trials`` test images (sorted by name), one
+    block of rows per method (its full-data, w=0.5 record of the lowest subject and seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from brainvis.data import image_path
+
+    chosen: dict[str, dict] = {}
+    for r in sorted(records, key=lambda r: (r["subject"], -r["fraction"], abs(r["w"] - 0.5), r["seed"], r["key"])):
+        if r.get("status") == "ok" and r.get("images_dir") and Path(r["images_dir"]).is_dir():
+            chosen.setdefault(r["method"] + (f" [{r['variant']}]" if r.get("variant") else ""), r)
+    if not chosen or data_root is None:
+        return False
+    any_rec = next(iter(chosen.values()))
+    names = sorted({p.stem.rsplit("_", 1)[0] for p in Path(any_rec["images_dir"]).glob("*.png")})[:n_trials]
+    methods = sorted(chosen)
+    fig, axes = plt.subplots(len(methods), 3 * len(names), figsize=(1.1 * 3 * len(names), 1.25 * len(methods)), squeeze=False)
+    for i, m in enumerate(methods):
+        folder = Path(chosen[m]["images_dir"])
+        for j, name in enumerate(names):
+            panels = [image_path(Path(data_root) / "images", name), folder / "stage1" / f"{name}_0.png", folder / f"{name}_0.png"]
+            for k, p in enumerate(panels):
+                ax = axes[i][3 * j + k]
+                ax.axis("off")
+                if p.is_file():
+                    ax.imshow(np.asarray(Image.open(p).convert("RGB")))
+                if i == 0:
+                    ax.set_title(("GT", "stage 1", "final")[k], fontsize=6)
+        axes[i][0].text(-0.1, 0.5, m, transform=axes[i][0].transAxes, ha="right", va="center", fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def write_leaderboard(store: str | Path, grid: str, out_dir: str | Path = "leaderboards", fmt: str = "md", *, data_root: str | Path | None = None, figures: bool = True) -> list[Path]:
+    """Write ``<out>/<grid>.md`` (or .tex / .csv) and its figures from the store's records."""
+    store, out_dir = Path(store), Path(out_dir)
+    records = [r for r in load_records(store) if r.get("grid", grid) == grid]
+    if not records:
+        from brainvis.errors import UserError
+
+        raise UserError(f"{store}: no trial records for grid {grid!r}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if fmt == "latex":
+        written.append(out_dir / f"{grid}.tex")
+        written[-1].write_text(render_latex(records))
+        return written
+    if fmt == "csv":
+        written.append(out_dir / f"{grid}.csv")
+        written[-1].write_text(render_csv(records))
+        return written
+    audit = None
+    for cand in (store / "audit.json",):
+        if cand.is_file():
+            audit = json.loads(cand.read_text())
+    ok = [r for r in records if r.get("status") == "ok"]
+    metrics = [m for m in ("top1", "n_way_top_k", "clip_similarity") if m in _present_metrics(ok)]
+    plots = []
+    for axis in ("fraction", "w"):
+        if _plottable(ok, axis):
+            plots.append(f"{grid}_{axis}.png")
+            if figures:
+                plot_axis(ok, axis, metrics, out_dir / plots[-1])
+    gallery = f"{grid}_gallery.png" if any(r.get("images_dir") for r in ok) else None
+    if gallery and figures:
+        plot_gallery(ok, Path(data_root) if data_root else None, out_dir / gallery)
+    md = out_dir / f"{grid}.md"
+    md.write_text(render_markdown(records, grid, audit=audit, plots=plots, gallery=gallery))
+    written.append(md)
+    return written
