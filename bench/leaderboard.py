@@ -219,7 +219,7 @@ def _published_table() -> str:
     metrics = list(COLUMNS)
     lines = ["| method | setting | " + " | ".join(COLUMNS[m][0] for m in metrics) + " |", "|---|---|" + "|".join(["---:"] * len(metrics)) + "|"]
     for name, setting, vals in PUBLISHED["rows"]:
-        lines.append(f"| {name} | {setting} | " + " | ".join(COLUMNS[m][2].format(vals[m]) if m in vals else "–" for m in metrics) + " |")
+        lines.append(f"| {name} | {setting} | " + " | ".join(f"{vals[m]:g}" if m in vals else "–" for m in metrics) + " |")
     return "\n".join(lines) + f"\n\nSource: {PUBLISHED['source']}. The v1 SSIM used `data_range=255` on normalised floats (inflated); its IS used a non-standard formula."
 
 

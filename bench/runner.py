@@ -225,7 +225,7 @@ def start_ray(*, address: str | None = None, num_cpus: int | None = None) -> boo
         except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ... -> one line
             raise UserError(f"could not connect to the Ray cluster at {address}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)  # never attach to a `ray start` cluster by accident
     quiet_ray_logging()
     return True
 

@@ -1,0 +1,91 @@
+"""Leaderboards from records: byte-identical regeneration, CIs, bold best, LaTeX/CSV, plots, compare."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.compare import compare_methods
+from bench.leaderboard import render_latex, write_leaderboard
+
+
+def _metric(per_trial, **extra):
+    v = np.asarray(per_trial, dtype=float)
+    return {"value": float(v.mean()), "ci_low": float(v.mean() - 0.05), "ci_high": float(v.mean() + 0.05), "per_trial": [float(x) for x in v], **extra}
+
+
+def _records(tmp_path):
+    folder = tmp_path / "store" / "records"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    k = 0
+    for method, strength in (("brainvis", 0.5), ("lstm", 0.3), ("chance", 0.025)):
+        for subject in (1, 4):
+            for fraction in ((0.1, 1.0) if method != "chance" else (1.0,)):
+                p = strength * fraction ** 0.3
+                rec = {
+                    "key": f"k{k:03d}", "status": "ok", "method": method, "variant": "", "options": {}, "subject": subject,
+                    "fraction": fraction, "w": 0.5, "seed": 0, "profile": "mini", "grid": "data_scaling",
+                    "config": {"dataset_id": "cvpr40-synth-mini-abc", "backbone_ids": {"classifier": "mini:classifier@x"}},
+                    "metrics": {
+                        "top1": _metric(rng.random(40) < p),
+                        "n_way_top_k": _metric(rng.random(40) < p, n=50, n_effective=40, k=1, trials=50, seed=0, clamped=True, chance=0.025),
+                        "ssim": _metric(rng.random(40) * 0.2 + 0.3, resolution=[32, 32]),
+                        "inception_score": {"value": 3 + p, "ci_low": 2.5, "ci_high": 3.5, "extractor": "brainvis-mini-fidelity", "splits": 1},
+                        "fid": {"value": 100 - 50 * p, "ci_low": None, "ci_high": None},
+                    },
+                    "git_commit": "abcdef1234567890", "finished": "2026-11-29T05:00:00+00:00", "images_dir": None,
+                }  # fmt: skip
+                (folder / f"{rec['key']}.json").write_text(json.dumps(rec))
+                k += 1
+    (folder / "k999.json").write_text(json.dumps({"key": "k999", "status": "failed", "method": "lstm", "subject": 1, "fraction": 0.5, "w": 0.5, "seed": 0, "error": {"type": "X", "message": "boom"}}))
+    return tmp_path / "store"
+
+
+def test_regeneration_is_byte_identical_and_complete(tmp_path):
+    store = _records(tmp_path)
+    a = write_leaderboard(store, "data_scaling", tmp_path / "a")
+    b = write_leaderboard(store, "data_scaling", tmp_path / "b")
+    ta, tb = a[0].read_text(), b[0].read_text()
+    assert ta == tb
+    assert "Synthetic data" in ta and "not comparable to published numbers" in ta
+    assert "## Average over subjects" in ta and "## Subject 1" in ta and "## Subject 4" in ta
+    assert "top-1 ↑" in ta and "FID ↓" in ta and "*chance (analytic)*" in ta
+    assert "## As published" in ta and "0.4927" in ta
+    assert "N=50 (effective 40, clamped" in ta and "Failed trials (not in the tables): k999" in ta
+    assert "k000" in ta  # traceable to records
+    assert (tmp_path / "a" / "data_scaling_fraction.png").stat().st_size > 1000
+    # the best EEG method is bold in the top-1 column; the chance reference row never is
+    brainvis_line = next(l for l in ta.splitlines() if l.startswith("| brainvis | 1 |"))
+    assert brainvis_line.count("**") >= 2
+    assert "**" not in next(l for l in ta.splitlines() if l.startswith("| *chance*"))
+
+
+def test_latex_and_csv(tmp_path):
+    store = _records(tmp_path)
+    tex = write_leaderboard(store, "data_scaling", tmp_path / "t", "latex")[0].read_text()
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "\\textbf" in tex and tex.count("\\\\") >= 5
+    csv = write_leaderboard(store, "data_scaling", tmp_path / "c", "csv")[0].read_text().splitlines()
+    assert csv[0].startswith("key,method,variant,subject,fraction,w,seed,top1,top1_ci_low")
+    assert len(csv) == 1 + 10
+
+
+def test_cli_leaderboard_and_compare(tmp_path, capsys):
+    store = _records(tmp_path)
+    assert main(["leaderboard", "--store", str(store), "--grid", "data_scaling", "--out", str(tmp_path / "o")]) == 0
+    assert main(["compare", "brainvis", "lstm", "--store", str(store), "--markdown", str(tmp_path / "cmp.md")]) == 0
+    assert "A - B" in (tmp_path / "cmp.md").read_text()
+    assert main(["compare", "brainvis", "nope", "--store", str(store)]) == 2
+    assert main(["leaderboard", "--store", str(tmp_path / "empty"), "--grid", "x"]) == 2
+
+
+def test_compare_pairs_the_same_trials(tmp_path):
+    store = _records(tmp_path)
+    res = compare_methods(store, "brainvis", "lstm", subject=4)
+    assert res["pairs"] == [[4, 0.1, 0], [4, 1.0, 0]]
+    top1 = res["metrics"]["top1"]
+    assert top1["n"] == 80 and top1["diff"] == pytest.approx(top1["mean_a"] - top1["mean_b"])
+    assert top1["ci_low"] <= top1["diff"] <= top1["ci_high"]
