@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bench.method import FitContext, Method, Predictions
@@ -33,7 +34,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "batch_size": 16,
     "weight_decay": 0.0,  # AdamW with weight_decay 0 is Adam
-    "decimate": 1,  # keep every k-th sample (mini profiles only; alias-free for the 5-95 Hz band up to k = 5)
+    "decimate": 1,  # mean of k consecutive samples before the model (mini profiles only; 1 = off)
 }
 
 
@@ -51,20 +52,24 @@ def resolve_config(defaults: dict[str, Any], section: dict, options: dict | None
 
 
 def decimated_length(n_times: int, decimate: int) -> int:
-    return len(range(0, n_times, decimate))
+    return n_times // int(decimate)
 
 
 class Decimate(nn.Module):
-    """Keeps every ``k``-th time sample: ``[B, C, T] -> [B, C, ceil(T / k)]`` (identity for k = 1)."""
+    """Mean of each ``k`` consecutive samples: ``[B, C, T] -> [B, C, T // k]`` (identity for k = 1).
+
+    The boxcar mean is a crude anti-aliasing low-pass (first null at ``fs / k``) before the rate
+    reduction; used by the mini profiles only (e.g. k = 4: 1 kHz -> 250 Hz).
+    """
 
     def __init__(self, k: int) -> None:
         super().__init__()
-        if int(k) != k or k < 1:
+        if isinstance(k, bool) or int(k) != k or k < 1:
             raise ValueError(f"decimate must be a positive integer, got {k!r}")
         self.k = int(k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.k == 1 else x[..., :: self.k]
+        return x if self.k == 1 else F.avg_pool1d(x, self.k, self.k)
 
 
 def n_params(module: nn.Module) -> int:

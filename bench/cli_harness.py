@@ -192,6 +192,7 @@ def run_command(
         f"skipped {summary.skipped_ok} already done" + (f", {summary.skipped_failed} failed before (use --retry-failed)" if summary.skipped_failed else "")
         + f"; {summary.wall_s:.1f} s; store {st.root}",
         highlight=False,
+        soft_wrap=True,
     )
     frame = st.load_frame()
     table = metric_summary(frame, summary.keys)
@@ -200,7 +201,7 @@ def run_command(
     if summary.failed_keys:
         fails = frame[frame["key"].isin(summary.failed_keys)]
         for _, r in fails.head(10).iterrows():
-            err_console.print(f"[red]failed[/] {r['method']} subject {r['subject']} fraction {r['fraction']:g} seed {r['seed']}: {r['error']} ({st.path(r['key'])})", highlight=False)
+            err_console.print(f"[red]failed[/] {r['method']} subject {r['subject']} fraction {r['fraction']:g} seed {r['seed']}: {r['error']} ({st.path(r['key'])})", highlight=False, soft_wrap=True)
         if len(fails) > 10:
             err_console.print(f"... and {len(fails) - 10} more failed trials", highlight=False)
     try:
@@ -208,7 +209,12 @@ def run_command(
     except ImportError:
         pass
     else:
-        write_leaderboard(st, g.name)
+        if summary.ok or summary.skipped_ok:
+            try:
+                written = write_leaderboard(st.root, g.name, out_dir=st.root / "leaderboard", data_root=root)
+                console.print(f"leaderboard: {', '.join(map(str, written or []))}", highlight=False, soft_wrap=True)
+            except Exception as exc:  # noqa: BLE001 - the results are in the store either way
+                err_console.print(f"[yellow]leaderboard not written:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
     return 1 if summary.failed_keys else 0
 
 

@@ -67,14 +67,14 @@ class RunProgress:
             self._live = Live(self, console=self.console, refresh_per_second=2, transient=False)
             self._live.start()
         else:
-            self.console.print(self._header(), highlight=False)
+            self.console.print(self._header(), highlight=False, soft_wrap=True)
 
     def result(self, key: str, status: str, trial_s: float | None = None) -> None:
         with self._lock:
             self.done[key] = status
         if not self.live_mode:
             mark = "[green]ok[/]" if status == "ok" else "[red]failed[/]"
-            self.console.print(f"{mark} {self.labels.get(key, key)} ({fmt_s(trial_s)}) [{len(self.done)}/{self.n_pending}]", highlight=False)
+            self.console.print(f"{mark} {self.labels.get(key, key)} ({fmt_s(trial_s)}) [{len(self.done)}/{self.n_pending}]", highlight=False, soft_wrap=True)
 
     def stop(self) -> None:
         if self._live is not None:

@@ -115,7 +115,7 @@ def spec_from_dict(d: dict) -> TrialSpec:
     return TrialSpec(**{**d, "options": tuple((k, v) for k, v in d.get("options", []))})
 
 
-def execute(payload: dict, env: RunEnv, store: Store, run_id: str | None = None) -> dict:
+def execute(payload: dict, env: RunEnv, store: Store, run_id: str | None = None, extra: dict | None = None) -> dict:
     """Run one planned trial and write its record (ok or failed); return the record."""
     spec = spec_from_dict(payload["spec"])
     key = payload["key"]
@@ -132,6 +132,8 @@ def execute(payload: dict, env: RunEnv, store: Store, run_id: str | None = None)
         wall_s=time.perf_counter() - t0, result=result, error=error, traceback_text=tb,
         variant=payload.get("variant"), run_id=run_id, version=payload.get("code_version"),
     )  # fmt: skip
+    record["grid"] = payload.get("grid")
+    record.update(extra or {})
     store.write(record)
     return record
 
@@ -142,7 +144,11 @@ def _trainable(config: dict) -> None:
     env = RunEnv(**config["env"])
     if env.device == "cuda" and not torch.cuda.is_available():
         env = RunEnv(**{**config["env"], "device": "cpu"})
-    record = execute(config["trial"], env, Store(config["store"]), config.get("run_id"))
+    try:
+        node = ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - informational only
+        node = None
+    record = execute(config["trial"], env, Store(config["store"]), config.get("run_id"), extra={"ray_node": node})
     tune.report(
         {
             "key": record["key"],
@@ -208,6 +214,17 @@ def check_address(address: str, timeout: float = 3.0) -> None:
         ) from None
 
 
+def _use_token_if_available() -> None:
+    """`ray start --head` (Ray >= 2.5x) enables token authentication and stores the token in
+    ``~/.ray/auth_token``; a driver must then run with ``RAY_AUTH_MODE=token``. Turn that on when a
+    token is at hand and the user has not chosen a mode (token clients also reach clusters without auth)."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def quiet_ray_logging() -> None:
     for name in ("ray", "ray.tune", "ray.air", "ray.train", "ray.data", "ray._private"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -220,6 +237,7 @@ def start_ray(*, address: str | None = None, num_cpus: int | None = None) -> boo
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     if address:
         check_address(address)
+        _use_token_if_available()
         try:
             ray.init(address=address, **kwargs)
         except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ... -> one line
@@ -252,6 +270,8 @@ class RunSummary:
     trial_s: list[float] = field(default_factory=list)  # in-trial (run_trial) seconds per trial, result order
     run_id: str | None = None
     experiment_dir: str | None = None
+    cluster_cpus: float = 0.0
+    cluster_nodes: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -303,6 +323,8 @@ def run_grid(
     summary.init_s = time.perf_counter() - t
     try:
         resources = ray.cluster_resources()
+        summary.cluster_cpus = float(resources.get("CPU", 0))
+        summary.cluster_nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         if gpus_per_trial > 0 and resources.get("GPU", 0) < gpus_per_trial:
             raise UserError(f"--gpus-per-trial {gpus_per_trial}: the Ray cluster has {resources.get('GPU', 0):g} GPU(s)")
         if gpus_per_trial > 0:
@@ -330,7 +352,7 @@ def run_grid(
         _LISTENERS[run_id] = on_result
 
         param_space = {
-            "trial": tune.grid_search([{"key": p.key, "spec": spec_to_dict(p.spec), "identity": p.identity, "variant": p.variant, "code_version": version} for p in pending]),
+            "trial": tune.grid_search([{"key": p.key, "spec": spec_to_dict(p.spec), "identity": p.identity, "variant": p.variant, "code_version": version, "grid": name} for p in pending]),
             "env": asdict(env),
             "store": str(store.root),
             "run_id": run_id,
@@ -364,12 +386,12 @@ def run_grid(
         for p in pending:
             if store.get(p.key) is None:
                 err = errors.get(p.key) or RuntimeError("the trial ended without writing a record (worker process died?)")
-                store.write(
-                    make_record(
-                        key=p.key, spec=p.spec, identity=p.identity, started=now_iso(), finished=now_iso(), wall_s=0.0,
-                        error=err, traceback_text=str(err), variant=p.variant, run_id=run_id, version=version,
-                    )  # fmt: skip
-                )
+                rec = make_record(
+                    key=p.key, spec=p.spec, identity=p.identity, started=now_iso(), finished=now_iso(), wall_s=0.0,
+                    error=err, traceback_text=str(err), variant=p.variant, run_id=run_id, version=version,
+                )  # fmt: skip
+                rec["grid"] = name
+                store.write(rec)
         for p in pending:
             summary.ran += 1
             if store.status(p.key) == "ok":

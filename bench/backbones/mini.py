@@ -226,6 +226,7 @@ class MiniFidelity:
 
 MODELS = {
     "clip": build_clip,
+    "clip_phase1": build_clip,
     "vae": build_vae,
     "unet": build_unet,
     "classifier": lambda: SmallCNN({"class": len(CLASS_NAMES)}, width=16),

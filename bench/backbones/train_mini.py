@@ -43,6 +43,12 @@ class TrainConfig:
     clip_steps: int = 1500
     clip_batch: int = 128
     clip_lr: float = 1e-3
+    clip_class_share: float = 1 / 3  # share of texts that are the bare class prompt (phase 1)
+    clip2_steps: int = 600  # phase 2: more class prompts, lower learning rate (class-prompt retrieval)
+    clip2_lr: float = 3e-4
+    clip2_class_share: float = 0.6
+    clip3_steps: int = 1500  # phase 3: image tower only, text tower frozen (the UNet's conditioning)
+    clip3_lr: float = 5e-4
     vae_steps: int = 600
     vae_batch: int = 64
     vae_lr: float = 1e-3
@@ -58,7 +64,8 @@ class TrainConfig:
     eval_guidance: float = 4.0
 
 
-QUICK = TrainConfig(corpus_per_class=8, clip_steps=3, vae_steps=3, unet_steps=3, cnn_steps=3, clip_batch=16, vae_batch=8, unet_batch=8, cnn_batch=16, eval_steps=2)
+SHIPPED = ("clip", "vae", "unet", "classifier", "fidelity", "captioner")
+QUICK = TrainConfig(clip2_steps=2, clip3_steps=2, corpus_per_class=8, clip_steps=3, vae_steps=3, unet_steps=3, cnn_steps=3, clip_batch=16, vae_batch=8, unet_batch=8, cnn_batch=16, eval_steps=2)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -135,39 +142,106 @@ def _log(work: Path, name: str, step: int, total: int, loss: float) -> None:
         fh.write(f"{step} {total} {loss:.5f}\n")
 
 
-def stage_clip(work: Path, cfg: TrainConfig) -> str:
-    g = _setup(cfg.seed + 1)
-    data = np.load(work / "corpus.npz")
-    captions = json.loads((work / "captions.json").read_text())
-    labels = data["class"]
-    x_all = M.images_to_tensor(data["images"])
-    tokens_cap = M.open_clip.tokenize(captions, context_length=77)
-    tokens_cls = M.open_clip.tokenize([class_prompt(c) for c in range(len(CLASS_NAMES))], context_length=77)
-    model = M.build_clip().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.clip_lr, weight_decay=0.05)
-    for step, idx in enumerate(_batches(len(x_all), cfg.clip_batch, cfg.clip_steps, g)):
-        _cosine_lr(opt, cfg.clip_lr, step, cfg.clip_steps)
-        # A third of the texts are the bare class prompt, so class prompts land where captions do.
-        use_cls = torch.rand(len(idx), generator=g) < 1 / 3
-        tok = torch.where(use_cls[:, None], tokens_cls[torch.as_tensor(labels)[idx]], tokens_cap[idx])
+def _clip_phase(model, x_all, tokens_cap, tokens_cls, labels, *, steps, batch, lr, class_share, g, work, tag) -> None:
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    lab = torch.as_tensor(labels)
+    for step, idx in enumerate(_batches(len(x_all), batch, steps, g)):
+        _cosine_lr(opt, lr, step, steps)
+        # Some texts are the bare class prompt, so class prompts land where their captions do.
+        use_cls = torch.rand(len(idx), generator=g) < class_share
+        tok = torch.where(use_cls[:, None], tokens_cls[lab[idx]], tokens_cap[idx])
         img = model.encode_image(x_all[idx], normalize=True)
         txt = model.encode_text(tok, normalize=True)
         logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
-        # Same-caption duplicates are rare; same-class pairs are soft positives for the class prompts.
-        same = (torch.as_tensor(labels)[idx][:, None] == torch.as_tensor(labels)[idx][None, :]) & (use_cls[None, :] | use_cls[:, None])
+        # Same-class pairs are positives when either text is a class prompt (soft targets).
+        same = (lab[idx][:, None] == lab[idx][None, :]) & (use_cls[None, :] | use_cls[:, None])
         target = torch.eye(len(idx)) + same.float()
         target = target / target.sum(1, keepdim=True)
         loss = 0.5 * (torch.sum(-target * F.log_softmax(logits, 1), 1).mean() + torch.sum(-target.T * F.log_softmax(logits.T, 1), 1).mean())
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 20 == 0 or step == cfg.clip_steps - 1:
-            _log(work, "clip", step + 1, cfg.clip_steps, float(loss))
+        if step % 20 == 0 or step == steps - 1:
+            _log(work, tag, step + 1, steps, float(loss.detach()))
+
+
+def stage_clip(work: Path, cfg: TrainConfig) -> str:
+    """Contrastive image-caption training (phase 1), then more class prompts at a lower LR (phase 2).
+
+    Resumes from ``clip_phase1.safetensors`` in the work folder when present (phase 1 is
+    deterministic for a given config, so resuming gives the same weights as a fresh run).
+    """
+    g = _setup(cfg.seed + 1)
+    data = np.load(work / "corpus.npz")
+    captions = json.loads((work / "captions.json").read_text())
+    x_all = M.images_to_tensor(data["images"])
+    tokens_cap = M.open_clip.tokenize(captions, context_length=77)
+    tokens_cls = M.open_clip.tokenize([class_prompt(c) for c in range(len(CLASS_NAMES))], context_length=77)
+    kw = dict(x_all=x_all, tokens_cap=tokens_cap, tokens_cls=tokens_cls, labels=data["class"], batch=cfg.clip_batch, work=work)
+    phase1 = work / "clip_phase1.safetensors"
+    if phase1.is_file():
+        model = M.load_model("clip_phase1", work).train()
+        g = torch.Generator().manual_seed(cfg.seed + 1)
+        _ = torch.rand(1, generator=g)  # phase 2 draws from its own stream below either way
+    else:
+        model = M.build_clip().train()
+        _clip_phase(model, steps=cfg.clip_steps, lr=cfg.clip_lr, class_share=cfg.clip_class_share, g=g, tag="clip", **kw)
+        M.save_model(model, phase1)
+    g2 = torch.Generator().manual_seed(cfg.seed + 101)
+    _clip_phase(model, steps=cfg.clip2_steps, lr=cfg.clip2_lr, class_share=cfg.clip2_class_share, g=g2, tag="clip_phase2", **kw)
     M.save_model(model, work / "clip.safetensors")
     return "clip"
 
 
+def stage_clip_image(work: Path, cfg: TrainConfig) -> str:
+    """Phase 3: train the image tower alone against the frozen text tower's embeddings of class
+    prompts and captions. The text tower (hence the generator's conditioning) does not change."""
+    g = _setup(cfg.seed + 201)
+    data = np.load(work / "corpus.npz")
+    captions = json.loads((work / "captions.json").read_text())
+    x_all = M.images_to_tensor(data["images"])
+    lab = torch.as_tensor(data["class"])
+    model = M.load_model("clip", work)
+    with torch.no_grad():
+        uniq = sorted(set(captions))
+        pos = {c: i for i, c in enumerate(uniq)}
+        cap_emb = torch.cat([model.encode_text(M.open_clip.tokenize(uniq[i : i + 512], context_length=77), normalize=True) for i in range(0, len(uniq), 512)])
+        cap_idx = torch.tensor([pos[c] for c in captions])
+        cls_emb = model.encode_text(M.open_clip.tokenize([class_prompt(c) for c in range(len(CLASS_NAMES))], context_length=77), normalize=True)
+    params = list(model.visual.parameters())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    model.visual.train()
+    opt = torch.optim.AdamW(params, lr=cfg.clip3_lr, weight_decay=0.05)
+    scale = float(model.logit_scale.exp().clamp(max=100))
+    for step, idx in enumerate(_batches(len(x_all), cfg.clip_batch, cfg.clip3_steps, g)):
+        _cosine_lr(opt, cfg.clip3_lr, step, cfg.clip3_steps)
+        x = torch.roll(x_all[idx], shifts=tuple(int(v) for v in torch.randint(-2, 3, (2,), generator=g)), dims=(2, 3))
+        img = model.encode_image(x, normalize=True)
+        # Each image against every class prompt (40-way) and against the batch's captions.
+        loss_cls = F.cross_entropy(scale * img @ cls_emb.T, lab[idx])
+        loss_cap = F.cross_entropy(scale * img @ cap_emb[cap_idx[idx]].T, torch.arange(len(idx)))
+        loss = loss_cls + loss_cap
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 20 == 0 or step == cfg.clip3_steps - 1:
+            _log(work, "clip_image", step + 1, cfg.clip3_steps, float(loss.detach()))
+    model.eval()
+    M.save_model(model, work / "clip.safetensors")
+    return "clip_image"
+
+
+def stage_cnns_then_clip_image(work: Path, cfg: TrainConfig) -> str:
+    stage_cnns(work, cfg)
+    return stage_clip_image(work, cfg)
+
+
 def stage_vae(work: Path, cfg: TrainConfig) -> str:
+    if (work / "vae.safetensors").is_file():  # resumed: this stage already finished
+        return "vae"
     g = _setup(cfg.seed + 2)
     x_all = M.images_to_tensor(np.load(work / "corpus.npz")["images"])
     vae = M.build_vae().train()
@@ -314,9 +388,15 @@ def train_backbones(world: str | Path, out: str | Path, cfg: TrainConfig = Train
     work = out / ".work"
     work.mkdir(exist_ok=True)
     t0 = time.perf_counter()
-    corpus = build_corpus(world, cfg, world_manifest["spec"]["seed"])
-    np.savez(work / "corpus.npz", images=corpus["images"], **corpus["labels"])
-    (work / "captions.json").write_text(json.dumps(corpus["captions"]))
+    stamp = json.dumps({"world": world_manifest["world_id"], "cfg": asdict(cfg)}, sort_keys=True)
+    if not (work / "stamp.json").is_file() or (work / "stamp.json").read_text() != stamp:
+        # A fresh start (or a different world/config): nothing in the work folder can be reused.
+        shutil.rmtree(work)
+        work.mkdir()
+        corpus = build_corpus(world, cfg, world_manifest["spec"]["seed"])
+        np.savez(work / "corpus.npz", images=corpus["images"], **corpus["labels"])
+        (work / "captions.json").write_text(json.dumps(corpus["captions"]))
+        (work / "stamp.json").write_text(stamp)
     timings = {"corpus": time.perf_counter() - t0}
 
     def run_pair(a: Callable, b: Callable) -> None:
@@ -337,9 +417,9 @@ def train_backbones(world: str | Path, out: str | Path, cfg: TrainConfig = Train
     run_pair(stage_clip, stage_vae)
     timings["clip_vae"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    run_pair(stage_unet, stage_cnns)
+    run_pair(stage_unet, stage_cnns_then_clip_image)
     timings["unet_cnns"] = time.perf_counter() - t2
-    for name in M.MODELS:
+    for name in SHIPPED:
         os.replace(work / f"{name}.safetensors", out / f"{name}.safetensors")
     scale = json.loads((work / "latent_scale.json").read_text())["scaling_factor"]
     manifest = {
@@ -348,7 +428,7 @@ def train_backbones(world: str | Path, out: str | Path, cfg: TrainConfig = Train
         "command": f"bench backbones train --world <{world_manifest['world_id']}> --seed {cfg.seed}",
         "train_config": asdict(cfg),
         "latent_scaling_factor": scale,
-        "digests": {name: _digest(out / f"{name}.safetensors") for name in M.MODELS},
+        "digests": {name: _digest(out / f"{name}.safetensors") for name in SHIPPED},
         "versions": {"torch": torch.__version__},
     }
     (out / M.MANIFEST).write_text(json.dumps(manifest, indent=1))

@@ -1,0 +1,238 @@
+"""`bench run` end to end on the smoke world: records, skip on rerun, failures, retry, errors that
+leave the store untouched. One local Ray instance serves the whole module (the runner reuses it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.method import TrialSpec
+from bench.store import Store, make_record, now_iso
+
+VERSION = "test-harness-run"
+
+NOOP_GRID = """
+description = "noop grid for tests"
+[axes]
+method = ["noop"]
+subject = [1, 2]
+w = [0.0, 1.0]     # collapses: noop has no w
+seed = [0, 1]
+"""
+
+FAILING_GRID = """
+description = "a trial that raises, next to one that does not"
+[axes]
+method = ["sleep", "noop"]
+subject = [1]
+[[variants]]
+name = "broken"
+options = { seconds = "not a number" }
+methods = ["sleep"]
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pinned_version():
+    old = os.environ.get("BRAINVIS_BENCH_CODE_VERSION")
+    os.environ["BRAINVIS_BENCH_CODE_VERSION"] = VERSION  # keys must not move when someone commits mid-test
+    yield
+    if old is None:
+        os.environ.pop("BRAINVIS_BENCH_CODE_VERSION", None)
+    else:
+        os.environ["BRAINVIS_BENCH_CODE_VERSION"] = old
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    from bench.runner import start_ray
+
+    started = start_ray(num_cpus=2)
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def grid_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("grids")
+    (d / "noop.toml").write_text(NOOP_GRID)
+    (d / "failing.toml").write_text(FAILING_GRID)
+    return d
+
+
+@pytest.fixture(scope="module")
+def done_store(smoke_world, grid_files, ray_local, tmp_path_factory):
+    """The noop grid, run once: (store path, rc, seconds)."""
+    store = tmp_path_factory.mktemp("runs") / "noop"
+    t = time.perf_counter()
+    rc = main(["run", "--grid", str(grid_files / "noop.toml"), "--data", str(smoke_world[0]), "--store", str(store)])
+    return store, rc, time.perf_counter() - t
+
+
+def listing(root: Path) -> dict:
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_writes_one_complete_record_per_trial(done_store, smoke_world):
+    store, rc, _ = done_store
+    assert rc == 0
+    st = Store(store)
+    recs = list(st.records())
+    assert len(recs) == 4  # 2 subjects x 2 seeds; the w axis collapsed
+    assert {(r["subject"], r["seed"], r["w"]) for r in recs} == {(s, seed, 0.5) for s in (1, 2) for seed in (0, 1)}
+    world_id = json.loads((smoke_world[0] / "world.json").read_text())["world_id"]
+    for r in recs:
+        assert r["status"] == "ok" and r["method"] == "noop" and r["grid"] == "noop"
+        assert r["config"]["dataset_id"] == world_id and r["code_version"] == VERSION
+        assert r["metrics"]["top1"]["value"] == pytest.approx(1 / 40)
+        assert {"load", "fit", "predict"} <= set(r["timings"]) and r["n_train"] > 0 and r["n_test"] > 0
+        assert r["started"] <= r["finished"] and r["host"] and r["versions"]["torch"]
+    df = st.load_frame()
+    assert {"metric.top1", "metric.top1.ci_low", "metric.top1.ci_high"} <= set(df.columns)
+    assert not list(st.records_dir.glob("*.tmp")) and st.stages() == {}
+
+
+def test_rerun_runs_nothing_and_is_fast(done_store, grid_files, smoke_world, capsys):
+    store, _, first_s = done_store
+    before = listing(store / "records")
+    t = time.perf_counter()
+    rc = main(["run", "--grid", str(grid_files / "noop.toml"), "--data", str(smoke_world[0]), "--store", str(store)])
+    took = time.perf_counter() - t
+    assert rc == 0
+    assert listing(store / "records") == before
+    assert "ran 0" in capsys.readouterr().out
+    assert took < 3.0, took
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["bad_values", "unknown_method", "unknown_subject", "unknown_key", "unreachable_address", "bad_seed_flag"],
+)
+def test_user_errors_exit_2_with_one_line_and_leave_store_untouched(case, done_store, grid_files, smoke_world, tmp_path, capsys):
+    store = done_store[0]
+    grid = grid_files / "noop.toml"
+    extra: list[str] = []
+    expect = {
+        "bad_values": "fraction 0",
+        "unknown_method": "unknown method(s) 'nosuch'",
+        "unknown_subject": "subject(s) 9 not in the dataset",
+        "unknown_key": "unknown axis key(s) ['seeds']",
+        "unreachable_address": "cannot reach a Ray cluster",
+        "bad_seed_flag": "seed -1",
+    }[case]
+    if case == "bad_values":
+        grid = tmp_path / "bad.toml"
+        grid.write_text('[axes]\nmethod = ["noop"]\nfraction = [0, 1]\n')
+    elif case == "unknown_method":
+        extra = ["--methods", "noop,nosuch"]
+    elif case == "unknown_subject":
+        extra = ["--subjects", "1", "--subjects", "9"]
+    elif case == "unknown_key":
+        grid = tmp_path / "bad.toml"
+        grid.write_text('[axes]\nmethod = ["noop"]\nseeds = [0]\n')
+    elif case == "unreachable_address":
+        extra = ["--address", f"127.0.0.1:{free_port()}", "--subjects", "3"]  # subject 3: a trial would run
+    elif case == "bad_seed_flag":
+        extra = ["--seeds=-1,2"]
+    before = listing(store)
+    capsys.readouterr()
+    t = time.perf_counter()
+    rc = main(["run", "--grid", str(grid), "--data", str(smoke_world[0]), "--store", str(store), *extra])
+    took = time.perf_counter() - t
+    err = capsys.readouterr().err
+    assert rc == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], err
+    assert listing(store) == before
+    assert took < 10, took
+    # and a store that does not exist yet is not created
+    fresh = tmp_path / "fresh"
+    assert main(["run", "--grid", str(grid), "--data", str(smoke_world[0]), "--store", str(fresh), *extra]) == 2
+    assert not fresh.exists()
+
+
+def test_failed_trial_is_recorded_and_retried_only_on_request(grid_files, smoke_world, tmp_path, ray_local, capsys):
+    store = tmp_path / "st"
+    args = ["run", "--grid", str(grid_files / "failing.toml"), "--data", str(smoke_world[0]), "--store", str(store)]
+    assert main(args) == 1  # some trial failed
+    st = Store(store)
+    recs = {r["method"]: r for r in st.records()}
+    assert recs["noop"]["status"] == "ok"  # the other trial is unaffected
+    bad = recs["sleep"]
+    assert bad["status"] == "failed" and bad["variant"] == "broken" and bad["options"] == {"seconds": "not a number"}
+    assert bad["error"]["type"] == "ValueError" and "not a number" in bad["error"]["message"]
+    assert "Traceback" in bad["traceback"] and "ValueError" in bad["traceback"]
+    assert bad["metrics"] == {}
+    capsys.readouterr()
+
+    # rerun: the failed trial is reported and skipped (no Ray, nothing rewritten)
+    before = listing(store / "records")
+    t = time.perf_counter()
+    assert main(args) == 1
+    assert time.perf_counter() - t < 3.0
+    assert listing(store / "records") == before
+    captured = capsys.readouterr()
+    assert "1 failed before (use --retry-failed)" in captured.out and "failed" in captured.err
+
+    # --retry-failed runs it again (it fails again: new record), the ok one stays untouched
+    assert main([*args, "--retry-failed"]) == 1
+    after = {r["method"]: r for r in st.records()}
+    assert after["sleep"]["run_id"] != bad["run_id"] and after["sleep"]["finished"] > bad["finished"]
+    assert after["noop"]["finished"] == recs["noop"]["finished"]
+
+
+def test_retry_failed_turns_a_failed_record_ok(smoke_world, tmp_path, ray_local):
+    from bench.runner import plan, run_grid
+    from bench.trial import RunEnv
+
+    root = smoke_world[0]
+    env = RunEnv(data_root=str(root), dataset_id="w", backbones="none")
+    st = Store(tmp_path / "st")
+    specs = [TrialSpec("noop", subject=1, seed=5)]
+    (p,) = plan(specs, env)
+    st.write(make_record(key=p.key, spec=p.spec, identity=p.identity, started=now_iso(), finished=now_iso(), wall_s=0.0,
+                         error=RuntimeError("earlier crash"), traceback_text="..."))  # fmt: skip
+    (st.records_dir / ".stale.json.abc.tmp").write_text("{")  # left by a crash mid-write
+    s = run_grid(specs, env, st, max_concurrent=1)
+    assert (s.ran, s.skipped_failed, s.failed_keys) == (0, 1, [p.key]) and st.status(p.key) == "failed"
+    s = run_grid(specs, env, st, max_concurrent=1, retry_failed=True)
+    assert (s.ran, s.ok, s.failed) == (1, 1, 0) and st.status(p.key) == "ok"
+    assert not list(st.records_dir.glob("*.tmp"))
+    assert s.trial_s and s.result_times  # the driver saw the result stream
+
+
+def test_progress_display_renders(tmp_path):
+    from rich.console import Console
+
+    from bench.progress import RunProgress
+    from bench.runner import PlannedTrial, RunSummary
+
+    st = Store(tmp_path)
+    console = Console(file=open(os.devnull, "w"), width=120)
+    prog = RunProgress(st, title="t", console=console, live=False)
+    trials = [PlannedTrial(TrialSpec("noop", seed=i), f"k{i}", {}) for i in range(3)]
+    prog.start(RunSummary(total=4, skipped_ok=1), trials)
+    st.set_stage("k1", "fit")
+    prog.result("k0", "ok", 0.1)
+    c = Console(width=120, record=True)
+    c.print(prog)
+    text = c.export_text()
+    assert "1/3 done" in text and "fit" in text and "noop s4" in text and "ETA" in text
+    prog.stop()
