@@ -1,4 +1,4 @@
-"""EEG-ChannelNet (Palazzo et al., TPAMI 2020), written from the paper's description.
+"""EEG-ChannelNet (Palazzo et al., TPAMI 2020), written from the paper and the authors' model defaults.
 
 Input ``[B, 128, 440]`` is viewed as a one-plane image ``[B, 1, channels, time]``.
 
@@ -89,6 +89,9 @@ class EEGChannelNet(nn.Module):
         )
         t_ch = temporal_filters * len(dilations)
         kernels = [max(1, n_chans // (i + 1)) for i in range(n_spatial)]
+        rows = {(n_chans + 2 * ((k - 1) // 2) - k) // spatial_stride + 1 for k in kernels}
+        if len(rows) != 1:
+            raise ValueError(f"spatial kernels {kernels} with stride {spatial_stride} give different row counts {sorted(rows)} for {n_chans} channels")
         self.spatial = ParallelConcat(
             PreActConv(t_ch, spatial_filters, (k, 1), stride=(spatial_stride, 1), padding=((k - 1) // 2, 0), dropout=dropout) for k in kernels
         )

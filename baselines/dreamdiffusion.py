@@ -267,7 +267,7 @@ class DreamDiffusion(Method):
         tok = torch.cat([bb.text_encoder.encode_tokens([self.ctx.captions[n] for n in names[i : i + 64]]) for i in range(0, len(names), 64)])
         img = torch.cat([bb.image_encoder.encode(load_images(self.ctx.image_root, names[i : i + 64])) for i in range(0, len(names), 64)])
         pos = [{n: i for i, n in enumerate(names)}[n] for n in data.image_names]
-        return tok[pos].float(), img[pos].float()
+        return tok[pos].detach().cpu().float(), img[pos].detach().cpu().float()
 
     def _losses(self, x: torch.Tensor, tok: torch.Tensor, img: torch.Tensor) -> dict[str, torch.Tensor]:
         from brainvis.models import alignment_loss

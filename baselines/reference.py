@@ -32,6 +32,7 @@ class ReferenceRow(Method):
     reference: ClassVar[bool] = True
     needs_generator = True
     uses_w = False
+    uses_fraction = False
 
     def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:
         self.ctx = ctx

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tomllib
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -190,6 +189,7 @@ def run_command(
     console.print(
         f"grid {g.name}: {summary.total} trials; ran {summary.ran} ({summary.ok} ok, {summary.failed} failed); "
         f"skipped {summary.skipped_ok} already done" + (f", {summary.skipped_failed} failed before (use --retry-failed)" if summary.skipped_failed else "")
+        + (f"; {summary.not_run} not run (interrupted; they run next time)" if summary.not_run else "")
         + f"; {summary.wall_s:.1f} s; store {st.root}",
         highlight=False,
         soft_wrap=True,
@@ -204,6 +204,7 @@ def run_command(
             err_console.print(f"[red]failed[/] {r['method']} subject {r['subject']} fraction {r['fraction']:g} seed {r['seed']}: {r['error']} ({st.path(r['key'])})", highlight=False, soft_wrap=True)
         if len(fails) > 10:
             err_console.print(f"... and {len(fails) - 10} more failed trials", highlight=False)
+    ensure_audit(st.root, root, dataset_id)
     try:
         from bench.leaderboard import write_leaderboard  # written by another part of the project
     except ImportError:
@@ -215,7 +216,24 @@ def run_command(
                 console.print(f"leaderboard: {', '.join(map(str, written or []))}", highlight=False, soft_wrap=True)
             except Exception as exc:  # noqa: BLE001 - the results are in the store either way
                 err_console.print(f"[yellow]leaderboard not written:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
-    return 1 if summary.failed_keys else 0
+    return 130 if summary.not_run else 1 if summary.failed_keys else 0
+
+
+def ensure_audit(store_root: Path, data_root: Path, dataset_id: str) -> None:
+    """Run the leakage audit once per dataset and keep it in the store (the leaderboard footer
+    shows its verdict). A failing audit never fails the run."""
+    path = Path(store_root) / "audit.json"
+    try:
+        if path.is_file() and json.loads(path.read_text()).get("dataset_id") == dataset_id:
+            return
+        from bench.audit import audit_dataset, write_report
+
+        err_console.print("running the leakage audit of this dataset (once; kept in the store)", highlight=False)
+        report = audit_dataset(data_root)
+        report["dataset_id"] = dataset_id
+        write_report(report, path)
+    except Exception as exc:  # noqa: BLE001 - the audit is evidence, not a prerequisite
+        err_console.print(f"[yellow]audit not run:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
 
 
 def grid_table_rows(g) -> list[tuple]:
@@ -243,13 +261,13 @@ def register(app: typer.Typer) -> None:
         grid: str = typer.Option(..., "--grid", help="Shipped grid name (see `bench grid list`) or path to a grid .toml file."),
         profile: Optional[str] = typer.Option(None, "--profile", help="mini or paper (default: the grid's profile)."),
         data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder (EEG-CVPR40 layout). Default: the mini world, built on first use."),
-        store: Optional[Path] = typer.Option(None, "--store", help="Results store folder. Default: ./runs/<grid name>."),
+        store: Optional[Path] = typer.Option(None, "--store", help="Results store folder. Default: ./runs/<grid name>. With --address it must be on a filesystem every node shares (trials write their own records)."),
         subjects: Optional[List[str]] = typer.Option(None, "--subjects", help="Override the subject axis: --subjects 1,4 or repeated."),
         seeds: Optional[List[str]] = typer.Option(None, "--seeds", help="Override the seed axis: --seeds 0,1 or repeated."),
         methods: Optional[List[str]] = typer.Option(None, "--methods", help="Override the method axis: --methods brainvis,chance or repeated."),
         max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="Trials at once (default: CPU count; one CPU and one torch thread each)."),
         gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="GPUs per trial (fractions allowed)."),
-        address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (from `ray start --head`); default: a local instance."),
+        address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (from `ray start --head`); default: a local instance. A token in ~/.ray/auth_token turns on RAY_AUTH_MODE=token unless it is set."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run trials whose stored record is 'failed'."),
         backbones_dir: Optional[Path] = typer.Option(None, "--backbones-dir", help="Mini weights folder, or the paper backbone config (.toml)."),
     ) -> int:

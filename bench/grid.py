@@ -20,7 +20,8 @@ A grid file::
 
 A method covered by one or more variants runs once per variant (with that variant's options);
 other methods run once with no options. For methods whose class has ``uses_w = False`` the ``w``
-axis collapses to the single value 0.5. Expansion order is deterministic: method, variant, subject,
+axis collapses to the single value 0.5, and for methods with ``uses_fraction = False`` (reference
+rows: they do not train on EEG) the fraction axis collapses to 1.0. Expansion order is deterministic: method, variant, subject,
 fraction, w, seed (each in the order written); duplicates are dropped.
 
 Value checks (:func:`check_values`) need nothing but the file; method names are checked against the
@@ -312,11 +313,20 @@ def check_all(grid: Grid, available_subjects: list[int] | None = None) -> None:
 
 def registry_uses_w(method: str) -> bool:
     """Whether the registered method has a w axis; unregistered names keep the axis."""
+    return _registry_flag(method, "uses_w")
+
+
+def registry_uses_fraction(method: str) -> bool:
+    """Whether the registered method trains on EEG (has a fraction axis)."""
+    return _registry_flag(method, "uses_fraction")
+
+
+def _registry_flag(method: str, flag: str) -> bool:
     from bench.method import METHODS, _load_builtin_methods
 
     _load_builtin_methods()
     cls = METHODS.get(method)
-    return True if cls is None else bool(cls.uses_w)
+    return True if cls is None else bool(getattr(cls, flag, True))
 
 
 @dataclass(frozen=True)
@@ -332,10 +342,11 @@ def expand_trials(grid: Grid, *, uses_w: Callable[[str], bool] | None = None) ->
     for method in dict.fromkeys(grid.methods):
         variants = [v for v in grid.variants if v.applies_to(method)] or [None]
         ws = list(dict.fromkeys(float(w) for w in grid.ws)) if uses_w(method) else [NO_W]
+        fractions = list(dict.fromkeys(float(f) for f in grid.fractions)) if registry_uses_fraction(method) else [1.0]
         for variant in variants:
             options = tuple(sorted((variant.options if variant else {}).items()))
             for subject in dict.fromkeys(grid.subjects):
-                for fraction in dict.fromkeys(float(f) for f in grid.fractions):
+                for fraction in fractions:
                     for w in ws:
                         for seed in dict.fromkeys(grid.seeds):
                             spec = TrialSpec(

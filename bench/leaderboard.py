@@ -209,7 +209,8 @@ def _protocol(records: list[dict], grid: str, audit: dict | None) -> list[str]:
         lines.append(f"- backbones: `{b}`")
     lines.append(f"- code: git {', '.join(commits)}; latest record {last}")
     if audit is not None:
-        lines.append(f"- leakage audit: **{audit.get('verdict', '?')}** ({audit.get('summary', '')})")
+        flagged = ", ".join(audit.get("flagged_probes", [])) or "none"
+        lines.append(f"- leakage audit of this dataset: **{audit.get('verdict', '?')}** (flagged probes: {flagged}; rule: {audit.get('rule', '')})")
     else:
         lines.append("- leakage audit: not run for this dataset (`bench audit --data DIR --json <store>/audit.json`)")
     return lines

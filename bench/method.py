@@ -67,7 +67,8 @@ class Method(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     source: ClassVar[str]
-    uses_w: ClassVar[bool] = False
+    uses_w: ClassVar[bool] = False  # False: grids collapse the w axis to 0.5 for this method
+    uses_fraction: ClassVar[bool] = True  # False (no training on EEG): grids run it at fraction 1.0 only
     needs_generator: ClassVar[bool] = True
 
     @abstractmethod

@@ -27,6 +27,7 @@ class NoOp(Method):
 @register_method
 class Chance(Method):
     name = "chance"
+    uses_fraction = False
     description = "Reference row: a random class per trial, generated from a random class prompt."
     source = "-"
 

@@ -98,6 +98,10 @@ def run_perf(
     from bench.store import Store
     from bench.trial import RunEnv
 
+    from brainvis.errors import UserError
+
+    if noop_trials < 2 or burn_trials < 3 or burn_seconds <= 0:
+        raise UserError("bench perf needs --noop-trials >= 2, --burn-trials >= 3 and --burn-seconds > 0")
     subject = dataset_subjects(Path(data_root))[0]
     env = RunEnv(data_root=str(data_root), dataset_id=dataset_id, backbones="none")
     tmp = Path(tempfile.mkdtemp(prefix="bench-perf-"))

@@ -69,6 +69,10 @@ class RunProgress:
         else:
             self.console.print(self._header(), highlight=False, soft_wrap=True)
 
+    def starting(self, n_pending: int, address: str | None) -> None:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        self.console.print(f"{self.title}: {n_pending} trial(s) to run; starting {where}", highlight=False, soft_wrap=True)
+
     def result(self, key: str, status: str, trial_s: float | None = None) -> None:
         with self._lock:
             self.done[key] = status

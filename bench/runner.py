@@ -12,6 +12,7 @@ the run; failed keys are re-run only with ``retry_failed``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -48,6 +49,7 @@ from bench.trial import RunEnv, run_trial, trial_identity  # noqa: E402
 from brainvis.errors import UserError  # noqa: E402
 
 log = logging.getLogger(__name__)
+MINI_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # = bench.backbones.mini.WEIGHTS_DIR
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,9 +61,12 @@ def backbone_ids(env: RunEnv) -> dict:
     """Ids of the backbones a generating method would use, without loading any model."""
     try:
         if env.backbones == "mini":
-            from bench.backbones.mini import WEIGHTS_DIR, read_manifest
-
-            digests = read_manifest(Path(env.backbones_dir) if env.backbones_dir else WEIGHTS_DIR).get("digests", {})
+            # bench.backbones.mini's manifest, read directly: importing that module costs seconds (open_clip)
+            weights = Path(env.backbones_dir) if env.backbones_dir else MINI_WEIGHTS_DIR
+            try:
+                digests = json.loads((weights / "manifest.json").read_text()).get("digests", {})
+            except (OSError, ValueError):
+                return {"missing": str(weights)}  # the trial fails with the real message
             return {name: f"mini:{name}@{str(d)[:12]}" for name, d in sorted(digests.items())}
         if env.backbones == "paper":
             if not env.backbones_dir:
@@ -215,7 +220,7 @@ def check_address(address: str, timeout: float = 3.0) -> None:
 
 
 def _use_token_if_available() -> None:
-    """`ray start --head` (Ray >= 2.5x) enables token authentication and stores the token in
+    """`ray start --head` (Ray 2.60) enables token authentication and stores the token in
     ``~/.ray/auth_token``; a driver must then run with ``RAY_AUTH_MODE=token``. Turn that on when a
     token is at hand and the user has not chosen a mode (token clients also reach clusters without auth)."""
     if os.environ.get("RAY_AUTH_MODE"):
@@ -261,6 +266,7 @@ class RunSummary:
     ran: int = 0
     ok: int = 0
     failed: int = 0
+    not_run: int = 0  # pending trials left without a record (run interrupted)
     keys: list[str] = field(default_factory=list)
     failed_keys: list[str] = field(default_factory=list)  # failed in this run or skipped as failed
     init_s: float = 0.0
@@ -318,6 +324,8 @@ def run_grid(
         summary.wall_s = time.perf_counter() - t_start
         return summary
 
+    if progress and hasattr(progress, "starting"):
+        progress.starting(len(pending), address)
     t = time.perf_counter()
     started_ray = start_ray(address=address, num_cpus=max_concurrent)
     summary.init_s = time.perf_counter() - t
@@ -378,23 +386,29 @@ def run_grid(
             summary.fit_s = time.perf_counter() - fit_t0
             if progress:
                 progress.stop()
-        # A trial that died without writing its record (worker killed, out of memory) gets one here.
+        # A trial that died without writing its record (worker killed, out of memory) gets a failed one
+        # here; one that never ran (run interrupted) gets none and runs next time.
         errors = {}
         for r in results:
-            if r.error is not None and r.config:
-                errors[r.config["trial"]["key"]] = r.error
+            if r.error is not None:
+                key = (r.config or {}).get("trial", {}).get("key") or Path(str(r.path)).name.removeprefix("trial-")
+                errors[key] = r.error
         for p in pending:
-            if store.get(p.key) is None:
-                err = errors.get(p.key) or RuntimeError("the trial ended without writing a record (worker process died?)")
+            if store.get(p.key) is None and p.key in errors:
+                err = errors[p.key]
                 rec = make_record(
                     key=p.key, spec=p.spec, identity=p.identity, started=now_iso(), finished=now_iso(), wall_s=0.0,
-                    error=err, traceback_text=str(err), variant=p.variant, run_id=run_id, version=version,
+                    error=err, traceback_text=f"{type(err).__name__}: {err}", variant=p.variant, run_id=run_id, version=version,
                 )  # fmt: skip
                 rec["grid"] = name
                 store.write(rec)
         for p in pending:
+            status = store.status(p.key)
+            if status is None:
+                summary.not_run += 1
+                continue
             summary.ran += 1
-            if store.status(p.key) == "ok":
+            if status == "ok":
                 summary.ok += 1
             else:
                 summary.failed += 1

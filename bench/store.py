@@ -65,12 +65,17 @@ def git_commit() -> str | None:
 CODE_VERSION_ENV = "BRAINVIS_BENCH_CODE_VERSION"
 
 
-def code_version() -> str:
-    """``<package version>+<git commit>``, or ``<package version>+unknown`` outside a checkout.
+RESULTS_VERSION = "1"  # bump when a change alters any trial's result (methods, metrics, data layer)
 
-    ``$BRAINVIS_BENCH_CODE_VERSION`` overrides it (tests; deliberately keeping results across commits).
+
+def code_version() -> str:
+    """The code version in every key: ``<package version>/r<RESULTS_VERSION>``.
+
+    Deliberately not the git commit: results stay valid across commits that do not change them
+    (bump ``RESULTS_VERSION`` when one does). Each record still stores the exact ``git_commit``.
+    ``$BRAINVIS_BENCH_CODE_VERSION`` overrides it.
     """
-    return os.environ.get(CODE_VERSION_ENV) or f"{package_version()}+{git_commit() or 'unknown'}"
+    return os.environ.get(CODE_VERSION_ENV) or f"{package_version()}/r{RESULTS_VERSION}"
 
 
 def canonical_json(obj: Any) -> str:

@@ -33,3 +33,14 @@ def smoke_world_drift(tmp_path_factory):
     out = tmp_path_factory.mktemp("worlds") / "smoke_drift"
     report = build_world(make_spec("smoke", seed=0, block_drift=True), out)
     return out, report
+
+
+@pytest.fixture(scope="session")
+def mini_world(tmp_path_factory):
+    """The default mini world (about 30 s to build, plus the shipped-backbone check)."""
+    from bench.world.build import build_world
+    from bench.world.spec import make_spec
+
+    out = tmp_path_factory.mktemp("mini") / "mini"
+    report = build_world(make_spec("mini"), out)
+    return out, report

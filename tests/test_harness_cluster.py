@@ -13,7 +13,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.cli import main
 from bench.store import Store
 
 GRID = """
@@ -32,13 +31,8 @@ def free_port() -> int:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """End a `ray start --block` node and everything it started (its own process group)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
+    """End a `ray start --block` node and everything it started (its own process group; its workers
+    fate-share with its raylet). SIGTERM is not enough for `ray start --block`."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -46,27 +40,35 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=15)
 
 
-def wait_for_nodes(address: str, n: int, timeout: float = 60) -> None:
-    import ray
-
-    ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level="ERROR")
-    try:
-        deadline = time.monotonic() + timeout
-        while sum(1 for node in ray.nodes() if node.get("Alive")) < n:
-            assert time.monotonic() < deadline, f"only {ray.nodes()} after {timeout} s"
-            time.sleep(0.3)
-    finally:
-        ray.shutdown()
+WAIT_FOR_NODES = """
+import sys, time, ray
+ray.init(address=sys.argv[1], log_to_driver=False, include_dashboard=False, logging_level="ERROR")
+deadline = time.monotonic() + float(sys.argv[3])
+while sum(1 for node in ray.nodes() if node.get("Alive")) < int(sys.argv[2]):
+    if time.monotonic() > deadline:
+        sys.exit(f"cluster nodes: {ray.nodes()}")
+    time.sleep(0.3)
+"""
 
 
-def test_run_on_a_two_node_cluster(smoke_world, tmp_path, monkeypatch):
-    monkeypatch.setenv("BRAINVIS_BENCH_CODE_VERSION", "test-harness-cluster")
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the driver and both nodes agree (no token files touched)
+def wait_for_nodes(address: str, n: int, env: dict, timeout: float = 60) -> None:
+    """In a separate process: this test's process keeps no Ray state between sessions."""
+    out = subprocess.run([sys.executable, "-c", WAIT_FOR_NODES, address, str(n), str(timeout)], env=env,
+                         capture_output=True, text=True, timeout=timeout + 30)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+def bench_run(args: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", "run", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_run_on_a_two_node_cluster(smoke_world, tmp_path):
     ray_bin = str(Path(sys.executable).parent / "ray")
     port = free_port()
     address = f"127.0.0.1:{port}"
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray puts unix sockets under it
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # the driver and both nodes agree on no token authentication (no token files are touched)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "BRAINVIS_BENCH_CODE_VERSION": "test-harness-cluster"}
     common = dict(cwd=temp, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     nodes: list[subprocess.Popen] = []
     grid = tmp_path / "cluster.toml"
@@ -87,16 +89,20 @@ def test_run_on_a_two_node_cluster(smoke_world, tmp_path, monkeypatch):
                 time.sleep(0.3)
         nodes.append(subprocess.Popen(
             [ray_bin, "start", f"--address={address}", "--num-cpus=1", "--disable-usage-stats", "--block"], **common))  # fmt: skip
-        wait_for_nodes(address, 2)
+        wait_for_nodes(address, 2, env)
 
-        rc = main(["run", "--grid", str(grid), "--data", str(smoke_world[0]), "--store", str(store), "--address", address])
-        assert rc == 0
+        args = ["--grid", str(grid), "--data", str(smoke_world[0]), "--store", str(store), "--address", address]
+        out = bench_run(args, env, tmp_path)  # the real command line, in its own process
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "ran 4 (4 ok, 0 failed)" in out.stdout
         recs = list(Store(store).records())
         assert len(recs) == 4 and all(r["status"] == "ok" for r in recs)
         assert all(r.get("ray_node") for r in recs)
         # a rerun against the cluster has nothing to do
-        assert main(["run", "--grid", str(grid), "--data", str(smoke_world[0]), "--store", str(store), "--address", address]) == 0
+        out = bench_run(args, env, tmp_path)
+        assert out.returncode == 0 and "ran 0" in out.stdout, out.stderr[-3000:]
     finally:
         for proc in reversed(nodes):
             stop(proc)
-        shutil.rmtree(temp, ignore_errors=True)
+        if not os.environ.get("KEEP_RAY_TEMP"):
+            shutil.rmtree(temp, ignore_errors=True)

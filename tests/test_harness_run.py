@@ -236,3 +236,11 @@ def test_progress_display_renders(tmp_path):
     text = c.export_text()
     assert "1/3 done" in text and "fit" in text and "noop s4" in text and "ETA" in text
     prog.stop()
+
+
+def test_perf_helpers():
+    from bench.perf import calibrate_burn, steady_throughput
+
+    assert steady_throughput([5.0, 6.0, 7.0, 8.0], 1) == 1.0  # the first result (actor start) is left out
+    assert steady_throughput([5.0, 5.1, 6.0, 6.1], 2) == 2.0
+    assert calibrate_burn(0.05) >= 10

@@ -85,9 +85,8 @@ def test_block_drift_is_readable_only_with_block_design(smoke_world, smoke_world
 
 
 @pytest.mark.slow
-def test_mini_world_known_answers(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mini") / "mini"
-    report = build_world(make_spec("mini"), out)
+def test_mini_world_known_answers(mini_world):
+    out, report = mini_world
     probe = report["probe"]
     chance = probe["chance"]
     per = probe["per_subject"]

@@ -47,8 +47,8 @@ class TrainConfig:
     clip2_steps: int = 600  # phase 2: more class prompts, lower learning rate (class-prompt retrieval)
     clip2_lr: float = 3e-4
     clip2_class_share: float = 0.6
-    clip3_steps: int = 1500  # phase 3: image tower only, text tower frozen (the UNet's conditioning)
-    clip3_lr: float = 5e-4
+    clip3_steps: int = 0  # phase 3 (image tower only, text frozen): off; at 800-1500 steps it lowered
+    clip3_lr: float = 1e-4  # held-out class-prompt retrieval (0.69 -> 0.44-0.59), so it stays disabled
     vae_steps: int = 600
     vae_batch: int = 64
     vae_lr: float = 1e-3
@@ -196,6 +196,8 @@ def stage_clip(work: Path, cfg: TrainConfig) -> str:
 def stage_clip_image(work: Path, cfg: TrainConfig) -> str:
     """Phase 3: train the image tower alone against the frozen text tower's embeddings of class
     prompts and captions. The text tower (hence the generator's conditioning) does not change."""
+    if cfg.clip3_steps <= 0:
+        return "clip_image (skipped)"
     g = _setup(cfg.seed + 201)
     data = np.load(work / "corpus.npz")
     captions = json.loads((work / "captions.json").read_text())

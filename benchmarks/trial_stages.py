@@ -1,0 +1,61 @@
+"""Benchmark: per-stage wall times of single trials on the mini world (one torch thread).
+
+    python benchmarks/trial_stages.py [--methods brainvis,lstm] [--subject 4] [--fraction 1.0]
+
+Prints load / caption / fit (with BrainVis' internal stages) / predict / generate / score seconds
+and the test metrics of each trial. Not a test: numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tomllib
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from bench.method import TrialSpec
+from bench.paths import world_dir
+from bench.trial import RunEnv, run_trial
+from bench.world.build import build_world
+from bench.world.spec import make_spec
+
+PROFILES = Path(__file__).resolve().parent.parent / "bench" / "profiles"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", default="brainvis")
+    ap.add_argument("--subject", type=int, default=4)
+    ap.add_argument("--fraction", type=float, default=1.0)
+    ap.add_argument("--data", default=None, help="dataset folder (default: the cached mini world)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    spec = make_spec("mini")
+    root = Path(args.data) if args.data else world_dir(spec.world_id)
+    if args.data is None:
+        build_world(spec, root)
+    profile = tomllib.loads((PROFILES / "mini.toml").read_text())
+    env = RunEnv(data_root=str(root), dataset_id=spec.world_id, profile=profile, backbones="mini")
+    table = Table(title=f"trial stages on {root.name} (subject {args.subject}, fraction {args.fraction})")
+    for col in ("method", "stage", "seconds"):
+        table.add_column(col, justify="right" if col == "seconds" else "left")
+    for method in args.methods.split(","):
+        t0 = time.perf_counter()
+        out = run_trial(TrialSpec(method, subject=args.subject, fraction=args.fraction), env)
+        total = time.perf_counter() - t0
+        for stage, sec in out["timings"].items():
+            table.add_row(method, stage, f"{sec:.1f}")
+        for stage, sec in out["fit"].get("stage_seconds", {}).items():
+            table.add_row(method, f"  fit: {stage}", f"{sec:.1f}")
+        table.add_row(method, "[bold]total[/]", f"{total:.1f}")
+        metrics = ", ".join(f"{k} {v['value']:.3f}" for k, v in out["metrics"].items() if k in ("top1", "n_way_top_k", "clip_similarity", "ssim"))
+        table.add_row(method, "metrics", metrics)
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
