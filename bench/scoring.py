@@ -62,7 +62,7 @@ def score_classification(logits: torch.Tensor, labels: torch.Tensor, s: ScoreSet
 def _bootstrap_set_metric(fn, n_trials: int, s: ScoreSettings) -> tuple[float | None, float | None]:
     """Percentile CI of a set-level metric by resampling trials (fewer resamples: costly)."""
     rng = np.random.default_rng(s.seed)
-    vals = [fn(rng.integers(0, n_trials, n_trials)) for _ in range(min(200, s.n_boot))]
+    vals = [fn(rng.integers(0, n_trials, n_trials)) for _ in range(min(100, s.n_boot))]
     return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
 
 

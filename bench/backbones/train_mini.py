@@ -52,6 +52,8 @@ class TrainConfig:
     vae_steps: int = 600
     vae_batch: int = 64
     vae_lr: float = 1e-3
+    vae_decoder_steps: int = 1500  # decoder-only fine-tune (encoder, hence the UNet's latent space, fixed)
+    vae_decoder_lr: float = 1e-3
     unet_steps: int = 3500
     unet_batch: int = 64
     unet_lr: float = 1e-3
@@ -65,7 +67,7 @@ class TrainConfig:
 
 
 SHIPPED = ("clip", "vae", "unet", "classifier", "fidelity", "captioner")
-QUICK = TrainConfig(clip2_steps=2, clip3_steps=2, corpus_per_class=8, clip_steps=3, vae_steps=3, unet_steps=3, cnn_steps=3, clip_batch=16, vae_batch=8, unet_batch=8, cnn_batch=16, eval_steps=2)
+QUICK = TrainConfig(clip2_steps=2, clip3_steps=2, vae_decoder_steps=2, corpus_per_class=8, clip_steps=3, vae_steps=3, unet_steps=3, cnn_steps=3, clip_batch=16, vae_batch=8, unet_batch=8, cnn_batch=16, eval_steps=2)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -236,8 +238,41 @@ def stage_clip_image(work: Path, cfg: TrainConfig) -> str:
     return "clip_image"
 
 
+def stage_vae_decoder(work: Path, cfg: TrainConfig) -> str:
+    """Fine-tune the VAE decoder alone on the frozen encoder's latents (as SD's ft-MSE decoder):
+    sharper, truer colours, and the latent space the UNet learns in does not change."""
+    if cfg.vae_decoder_steps <= 0:
+        return "vae_decoder (skipped)"
+    g = _setup(cfg.seed + 301)
+    x_all = M.images_to_tensor(np.load(work / "corpus.npz")["images"])
+    vae = M.load_model("vae", work)
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    vae.decoder.train()
+    opt = torch.optim.AdamW(params, lr=cfg.vae_decoder_lr)
+    for step, idx in enumerate(_batches(len(x_all), cfg.vae_batch, cfg.vae_decoder_steps, g)):
+        _cosine_lr(opt, cfg.vae_decoder_lr, step, cfg.vae_decoder_steps, warmup=50)
+        x = x_all[idx]
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.sample(generator=g)
+        rec = vae.decode(z).sample
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 20 == 0 or step == cfg.vae_decoder_steps - 1:
+            _log(work, "vae_decoder", step + 1, cfg.vae_decoder_steps, float(loss.detach()))
+    vae.eval()
+    M.save_model(vae, work / "vae.safetensors")
+    return "vae_decoder"
+
+
 def stage_cnns_then_clip_image(work: Path, cfg: TrainConfig) -> str:
     stage_cnns(work, cfg)
+    stage_vae_decoder(work, cfg)
     return stage_clip_image(work, cfg)
 
 
