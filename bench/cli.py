@@ -202,7 +202,7 @@ def score(
 @app.command("leaderboard")
 def leaderboard(
     store: Path = typer.Option(Path("runs/data_scaling"), help="Results store (its records/ folder)."),
-    grid: Optional[str] = typer.Option(None, help="Grid name (default: the store folder's name)."),
+    grid: Optional[str] = typer.Option(None, help="Grid name (default: every grid with records in the store)."),
     out: Path = typer.Option(Path("leaderboards"), help="Output folder."),
     fmt: str = typer.Option("md", "--format", help="md, latex or csv."),
     data: Optional[Path] = typer.Option(None, help="Dataset folder (ground-truth images for the gallery)."),
@@ -212,8 +212,14 @@ def leaderboard(
 
     if fmt not in ("md", "latex", "csv"):
         raise UserError(f"--format must be md, latex or csv; got {fmt!r}")
-    for path in write_leaderboard(store, grid or store.name, out, fmt, data_root=data):
-        console.print(f"wrote {path}")
+    from bench.leaderboard import load_records
+
+    grids = [grid] if grid else sorted({r.get("grid") or store.name for r in load_records(store)})
+    if not grids:
+        raise UserError(f"{store}: no trial records (expected {store}/records/<key>.json)")
+    for g in grids:
+        for path in write_leaderboard(store, g, out, fmt, data_root=data):
+            console.print(f"wrote {path}")
 
 
 @app.command("compare")

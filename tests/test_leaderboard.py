@@ -89,3 +89,22 @@ def test_compare_pairs_the_same_trials(tmp_path):
     top1 = res["metrics"]["top1"]
     assert top1["n"] == 80 and top1["diff"] == pytest.approx(top1["mean_a"] - top1["mean_b"])
     assert top1["ci_low"] <= top1["diff"] <= top1["ci_high"]
+
+
+def test_committed_leaderboards_regenerate_byte_identically(tmp_path):
+    """`bench leaderboard --store leaderboards/records` reproduces every committed markdown file."""
+    from pathlib import Path
+
+    from bench.leaderboard import load_records
+
+    root = Path(__file__).resolve().parent.parent / "leaderboards"
+    store = root / "records"
+    grids = sorted({r["grid"] for r in load_records(store)})
+    assert "data_scaling" in grids
+    for grid in grids:
+        out = write_leaderboard(store, grid, tmp_path, figures=False)[0]
+        assert out.read_text() == (root / f"{grid}.md").read_text(), grid
+    text = (root / "data_scaling.md").read_text()
+    for method in ("brainvis", "dreamdiffusion", "lstm", "channelnet", "eegnet", "shallowconvnet"):
+        for fraction in ("0.05", "0.1", "0.25", "0.5", "1"):
+            assert f"| {method} | {fraction} |" in text

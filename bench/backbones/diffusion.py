@@ -34,7 +34,11 @@ class DiffusersGenerator:
         self.device = torch.device(device)
         self.dtype = dtype
         self.uncond_embeds = uncond_embeds.to(self.device, dtype)  # [1, n_tokens, width]
-        parts = dict(vae=vae.to(self.device, dtype).eval(), unet=unet.to(self.device, dtype).eval(), scheduler=scheduler)
+        # Move only when needed: diffusers warns on any dtype cast, even a no-op one.
+        for m in (vae, unet):
+            if next(m.parameters()).dtype != dtype or next(m.parameters()).device != self.device:
+                m.to(self.device, dtype)
+        parts = dict(vae=vae.eval(), unet=unet.eval(), scheduler=scheduler)
         extra = dict(text_encoder=None, tokenizer=None, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         self.txt2img_pipe = StableDiffusionPipeline(**parts, **extra)
         self.img2img_pipe = StableDiffusionImg2ImgPipeline(**parts, **extra)
