@@ -214,7 +214,7 @@ def leaderboard(
         raise UserError(f"--format must be md, latex or csv; got {fmt!r}")
     from bench.leaderboard import load_records
 
-    grids = [grid] if grid else sorted({r.get("grid") or store.name for r in load_records(store)})
+    grids = [grid] if grid else sorted({r.get("grid") or store.name for r in load_records(store) if r.get("status") == "ok"})
     if not grids:
         raise UserError(f"{store}: no trial records (expected {store}/records/<key>.json)")
     for g in grids:

@@ -389,10 +389,30 @@ def plot_gallery(records: list[dict], data_root: Path | None, path: Path, n_tria
     return True
 
 
+def records_of_grid(records: list[dict], grid: str) -> list[dict]:
+    """The records a grid covers. A trial shared by several grids is stored once (same key), so
+    membership is decided by the grid's axes (method, fraction, w, options; subjects and seeds are
+    often overridden on the command line, so any are accepted), falling back to the record's
+    ``grid`` field for grids that are not shipped (a user's file)."""
+    from bench.grid import expand, load_grid
+    from brainvis.errors import UserError
+
+    try:
+        specs = expand(load_grid(grid, check=False))
+    except UserError:
+        return [r for r in records if r.get("grid", grid) == grid]
+    wanted = {(s.method, float(s.fraction), float(s.w), tuple(sorted(dict(s.options).items()))) for s in specs}
+
+    def ident(r: dict) -> tuple:
+        return (r["method"], float(r["fraction"]), float(r["w"]), tuple(sorted((r.get("options") or {}).items())))
+
+    return [r for r in records if ident(r) in wanted]
+
+
 def write_leaderboard(store: str | Path, grid: str, out_dir: str | Path = "leaderboards", fmt: str = "md", *, data_root: str | Path | None = None, figures: bool = True) -> list[Path]:
     """Write ``<out>/<grid>.md`` (or .tex / .csv) and its figures from the store's records."""
     store, out_dir = Path(store), Path(out_dir)
-    records = [r for r in load_records(store) if r.get("grid", grid) == grid]
+    records = records_of_grid(load_records(store), grid)
     if not records:
         from brainvis.errors import UserError
 
