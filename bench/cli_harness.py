@@ -159,7 +159,35 @@ def run_command(
 
         check_address(address)
     say = (lambda m: err_console.print(m, highlight=False)) if err_console.is_terminal else (lambda m: None)
-    root, dataset_id = resolve_data(data, say=say)
+    if g.worlds and data is None:
+        # A grid over several synthetic worlds (e.g. leakage: with and without block drift) runs
+        # once per world into the same store; records differ by dataset id.
+        codes = []
+        for world in g.worlds:
+            codes.append(
+                _run_one_dataset(g, resolve_world(world, say=say), store, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live)
+            )
+        return max(codes)
+    return _run_one_dataset(g, resolve_data(data, say=say), store, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live)
+
+
+def resolve_world(world: dict, *, say: Callable[[str], None] = lambda m: None) -> tuple[Path, str]:
+    """Build or reuse a synthetic world of a grid's ``worlds`` list in the cache."""
+    from bench.paths import world_dir
+    from bench.world.build import build_world
+    from bench.world.spec import make_spec
+
+    spec = make_spec(world.get("scale", "mini"), seed=int(world.get("seed", 0)), block_drift=bool(world.get("block_drift", False)))
+    out = world_dir(spec.world_id)
+    say(f"world {spec.world_id} at {out}")
+    build_world(spec, out, progress=say)
+    return out.absolute(), spec.world_id
+
+
+def _run_one_dataset(g, data: tuple[Path, str], store, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live) -> int:
+    root, dataset_id = data
+    from bench.grid import check_subjects, expand_trials
+
     check_subjects(g, dataset_subjects(root))
     if backbones_dir is not None and not Path(backbones_dir).expanduser().exists():
         raise UserError(f"--backbones-dir {backbones_dir}: not found")
@@ -174,7 +202,7 @@ def run_command(
         data_root=str(root),
         dataset_id=dataset_id,
         profile=load_profile(str(g.profile)),
-        backbones="paper" if g.profile == "paper" else "mini",
+        backbones="none" if not g.generate else "paper" if g.profile == "paper" else "mini",
         backbones_dir=str(Path(backbones_dir).expanduser().absolute()) if backbones_dir else None,
         images_dir=str(st.root / "images"),
     )
@@ -204,7 +232,7 @@ def run_command(
             err_console.print(f"[red]failed[/] {r['method']} subject {r['subject']} fraction {r['fraction']:g} seed {r['seed']}: {r['error']} ({st.path(r['key'])})", highlight=False, soft_wrap=True)
         if len(fails) > 10:
             err_console.print(f"... and {len(fails) - 10} more failed trials", highlight=False)
-    ensure_audit(st.root, root, dataset_id)
+    ensure_audit(st.root, root, dataset_id, name="audit.json" if not g.worlds else f"audit-{dataset_id}.json")
     try:
         from bench.leaderboard import write_leaderboard  # written by another part of the project
     except ImportError:
@@ -219,10 +247,10 @@ def run_command(
     return 130 if summary.not_run else 1 if summary.failed_keys else 0
 
 
-def ensure_audit(store_root: Path, data_root: Path, dataset_id: str) -> None:
+def ensure_audit(store_root: Path, data_root: Path, dataset_id: str, name: str = "audit.json") -> None:
     """Run the leakage audit once per dataset and keep it in the store (the leaderboard footer
     shows its verdict). A failing audit never fails the run."""
-    path = Path(store_root) / "audit.json"
+    path = Path(store_root) / name
     try:
         if path.is_file() and json.loads(path.read_text()).get("dataset_id") == dataset_id:
             return

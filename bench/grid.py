@@ -43,7 +43,8 @@ from brainvis.errors import UserError
 
 PROFILES = ("mini", "paper")
 NO_W = 0.5  # the w value trials of methods without a w axis get
-TOP_KEYS = {"description", "note", "profile", "axes", "variants"}
+TOP_KEYS = {"description", "note", "profile", "axes", "variants", "worlds", "generate"}
+WORLD_KEYS = {"scale", "seed", "block_drift"}
 AXIS_KEYS = {"method", "subject", "fraction", "w", "seed", "profile"}
 VARIANT_KEYS = {"name", "options", "methods"}
 DEFAULTS: dict[str, list] = {"subject": [4], "fraction": [1.0], "w": [NO_W], "seed": [0]}
@@ -74,6 +75,8 @@ class Grid:
     variants: tuple[Variant, ...] = ()
     note: str = ""
     source: str = ""  # file the grid was read from
+    worlds: tuple[dict, ...] = ()  # synthetic worlds to run on in turn (used when no --data is given)
+    generate: bool = True  # False: classification only (no backbones, no images)
 
     def axes(self) -> dict[str, list]:
         return {
@@ -211,6 +214,17 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
             if stray:
                 problems.append(f"variant {vname!r}: methods {stray} are not on the grid's method axis")
         variants.append(Variant(vname, dict(options), tuple(vm) if vm is not None else None))
+    worlds = data.get("worlds", [])
+    if not isinstance(worlds, list) or not all(isinstance(w, dict) for w in worlds):
+        problems.append("worlds must be an array of tables, e.g. worlds = [{ block_drift = true }]")
+        worlds = []
+    for i, w in enumerate(worlds):
+        unknown = sorted(set(w) - WORLD_KEYS)
+        if unknown:
+            problems.append(f"worlds[{i}]: unknown key(s) {unknown} (allowed: {sorted(WORLD_KEYS)})")
+    generate = data.get("generate", True)
+    if not isinstance(generate, bool):
+        problems.append("generate must be true or false")
     desc = data.get("description", "")
     note = data.get("note", "")
     for key, val in (("description", desc), ("note", note)):
@@ -230,6 +244,8 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
         profile=profile,
         variants=tuple(variants),
         source=source,
+        worlds=tuple(dict(w) for w in worlds),
+        generate=bool(generate),
     )
 
 

@@ -68,6 +68,7 @@ class RowKey:
     variant: str
     fraction: float
     w: float | None
+    dataset: str = ""
 
     def label(self) -> str:
         return self.method + (f" [{self.variant}]" if self.variant else "")
@@ -77,7 +78,8 @@ def _row_key(rec: dict, uses_w: dict[str, bool]) -> RowKey:
     variant = rec.get("variant") or ""
     if not variant and rec.get("options"):
         variant = ",".join(f"{k}={v}" for k, v in sorted(rec["options"].items()))
-    return RowKey(rec["method"], variant, float(rec["fraction"]), float(rec["w"]) if uses_w.get(rec["method"], False) else None)
+    dataset = str(rec.get("config", {}).get("dataset_id", ""))
+    return RowKey(rec["method"], variant, float(rec["fraction"]), float(rec["w"]) if uses_w.get(rec["method"], False) else None, dataset)
 
 
 def _uses_w(records: list[dict]) -> dict[str, bool]:
@@ -121,18 +123,21 @@ def build_table(records: list[dict], metrics: list[str]) -> tuple[list[RowKey], 
     groups: dict[RowKey, list[dict]] = defaultdict(list)
     for r in records:
         groups[_row_key(r, uses_w)].append(r)
-    order = sorted(groups, key=lambda k: (k.method in REFERENCE_METHODS, k.method, k.variant, k.fraction, -1 if k.w is None else k.w))
+    order = sorted(groups, key=lambda k: (k.dataset, k.method in REFERENCE_METHODS, k.method, k.variant, k.fraction, -1 if k.w is None else k.w))
     cells = {k: {m: _cell(groups[k], m) for m in metrics} for k in order}
     keys = {k: sorted(r["key"] for r in groups[k]) for k in order}
     return order, cells, keys
 
 
 def _best(order: list[RowKey], cells: dict, metric: str, higher: bool) -> set[RowKey]:
-    cand = [(c[metric]["value"], k) for k, c in cells.items() if c[metric] is not None and k.method not in REFERENCE_METHODS]
-    if not cand:
-        return set()
-    target = max(v for v, _ in cand) if higher else min(v for v, _ in cand)
-    return {k for v, k in cand if v == target}
+    """Best EEG method per dataset (reference rows excluded)."""
+    best: set[RowKey] = set()
+    for dataset in {k.dataset for k in order}:
+        cand = [(c[metric]["value"], k) for k, c in cells.items() if k.dataset == dataset and c[metric] is not None and k.method not in REFERENCE_METHODS]
+        if cand:
+            target = max(v for v, _ in cand) if higher else min(v for v, _ in cand)
+            best |= {k for v, k in cand if v == target}
+    return best
 
 
 def _present_metrics(records: list[dict]) -> list[str]:
@@ -141,7 +146,7 @@ def _present_metrics(records: list[dict]) -> list[str]:
 
 
 def _axes_columns(order: list[RowKey]) -> list[str]:
-    cols = []
+    cols = ["dataset"] if len({k.dataset for k in order}) > 1 else []
     if len({k.fraction for k in order}) > 1:
         cols.append("fraction")
     if any(k.w is not None for k in order):
@@ -158,6 +163,8 @@ def markdown_table(records: list[dict], metrics: list[str], chance: dict[str, fl
     for k in order:
         ref = k.method in REFERENCE_METHODS
         row = [f"*{k.label()}*" if ref else k.label()]
+        if "dataset" in axes:
+            row.append(k.dataset)
         if "fraction" in axes:
             row.append(f"{k.fraction:g}")
         if "w" in axes:
@@ -208,10 +215,11 @@ def _protocol(records: list[dict], grid: str, audit: dict | None) -> list[str]:
     for b in backbones:
         lines.append(f"- backbones: `{b}`")
     lines.append(f"- code: git {', '.join(commits)}; latest record {last}")
-    if audit is not None:
-        flagged = ", ".join(audit.get("flagged_probes", [])) or "none"
-        lines.append(f"- leakage audit of this dataset: **{audit.get('verdict', '?')}** (flagged probes: {flagged}; rule: {audit.get('rule', '')})")
-    else:
+    audits = audit if isinstance(audit, list) else [audit] if audit is not None else []
+    for a in audits:
+        flagged = ", ".join(a.get("flagged_probes", [])) or "none"
+        lines.append(f"- leakage audit of {a.get('dataset_id', 'this dataset')}: **{a.get('verdict', '?')}** (flagged probes: {flagged}; rule: {a.get('rule', '')})")
+    if not audits:
         lines.append("- leakage audit: not run for this dataset (`bench audit --data DIR --json <store>/audit.json`)")
     return lines
 
@@ -265,6 +273,8 @@ def render_latex(records: list[dict]) -> str:
     lines = ["\\begin{tabular}{" + "l" * (1 + len(axes)) + "r" * len(metrics) + "}", "\\toprule", " & ".join(head) + " \\\\", "\\midrule"]
     for k in order:
         row = [k.label().replace("_", "\\_")]
+        if "dataset" in axes:
+            row.append(k.dataset.replace("_", "\\_"))
         if "fraction" in axes:
             row.append(f"{k.fraction:g}")
         if "w" in axes:
@@ -427,10 +437,8 @@ def write_leaderboard(store: str | Path, grid: str, out_dir: str | Path = "leade
         written.append(out_dir / f"{grid}.csv")
         written[-1].write_text(render_csv(records))
         return written
-    audit = None
-    for cand in (store / "audit.json",):
-        if cand.is_file():
-            audit = json.loads(cand.read_text())
+    datasets = {str(r.get("config", {}).get("dataset_id", "")) for r in records}
+    audit = [a for a in (json.loads(p.read_text()) for p in sorted(store.glob("audit*.json"))) if a.get("dataset_id") in datasets or len(datasets) == 1] or None
     ok = [r for r in records if r.get("status") == "ok"]
     metrics = [m for m in ("top1", "n_way_top_k", "clip_similarity") if m in _present_metrics(ok)]
     plots = []

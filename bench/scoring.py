@@ -121,5 +121,5 @@ def _fidelity_metrics(gt: np.ndarray, flat: np.ndarray, n: int, S: int, backbone
         fid_ci = _bootstrap_set_metric(lambda idx: fid_from_features(ft[idx], feats[idx].reshape(-1, feats.shape[-1])), n, s)
     return {
         "inception_score": {"value": isr["value"], "ci_low": is_ci[0], "ci_high": is_ci[1], "splits": splits, "count": int(flat.shape[0]), "extractor": kw.get("feature_extractor", "inception-v3-compat"), "images": "generated only"},
-        "fid": {"value": fr["value"], "ci_low": fid_ci[0], "ci_high": fid_ci[1], "count_generated": int(flat.shape[0]), "count_reference": int(gt.shape[0]), "extractor": kw.get("feature_extractor", "inception-v3-compat"), "reference": "matched ground-truth test images"},
+        "fid": {"value": fr["value"], "ci_low": fid_ci[0], "ci_high": fid_ci[1], "ci_method": "percentile bootstrap over trials; biased upward (a resampled set repeats images), read it as spread", "count_generated": int(flat.shape[0]), "count_reference": int(gt.shape[0]), "extractor": kw.get("feature_extractor", "inception-v3-compat"), "reference": "matched ground-truth test images"},
     }
