@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 
+import tempfile  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Shared caches (captions, worlds) go to a throwaway folder, never the user's cache dir.
+os.environ.setdefault("BRAINVIS_BENCH_CACHE", tempfile.mkdtemp(prefix="bench-test-cache-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
