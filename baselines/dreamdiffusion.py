@@ -39,7 +39,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -49,7 +48,7 @@ from PIL import Image
 from torch import nn
 
 from baselines.common import batched, n_params, resolve_config
-from bench.method import FitContext, Method, Predictions, register_method
+from bench.method import FitContext, Method, Predictions, StageClock, register_method
 from brainvis.data import TrialSet, image_path
 
 DEFAULTS: dict[str, Any] = {
@@ -202,14 +201,10 @@ class DreamDiffusion(Method):
         cfg = self.config(ctx.profile, dict(ctx.spec.options))
         self.cfg, self.ctx = cfg, ctx
         n_chans, n_times = train.eeg.shape[1:]
-        report: dict[str, Any] = {"config": dict(cfg), "stage_seconds": {}}
-        clock = time.perf_counter()
-
-        def lap(stage: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            report["stage_seconds"][stage] = round(now - clock, 2)
-            clock = now
+        report: dict[str, Any] = {"config": dict(cfg)}
+        clock = StageClock()
+        report["stage_seconds"] = clock.seconds
+        lap = clock.lap
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.spec.seed)

@@ -118,15 +118,19 @@ def _fmt(cell: dict | None, fmt: str, bold: bool, italic: bool) -> str:
     return s
 
 
-def build_table(records: list[dict], metrics: list[str]) -> tuple[list[RowKey], dict[RowKey, dict[str, dict | None]], dict[RowKey, list[str]]]:
+def group_rows(records: list[dict]) -> tuple[list[RowKey], dict[RowKey, list[dict]]]:
+    """Rows in display order and the records behind each."""
     uses_w = _uses_w(records)
     groups: dict[RowKey, list[dict]] = defaultdict(list)
     for r in records:
         groups[_row_key(r, uses_w)].append(r)
     order = sorted(groups, key=lambda k: (k.dataset, k.method in REFERENCE_METHODS, k.method, k.variant, k.fraction, -1 if k.w is None else k.w))
-    cells = {k: {m: _cell(groups[k], m) for m in metrics} for k in order}
-    keys = {k: sorted(r["key"] for r in groups[k]) for k in order}
-    return order, cells, keys
+    return order, groups
+
+
+def build_table(records: list[dict], metrics: list[str]) -> tuple[list[RowKey], dict[RowKey, dict[str, dict | None]]]:
+    order, groups = group_rows(records)
+    return order, {k: {m: _cell(groups[k], m) for m in metrics} for k in order}
 
 
 def _best(order: list[RowKey], cells: dict, metric: str, higher: bool) -> set[RowKey]:
@@ -155,7 +159,7 @@ def _axes_columns(order: list[RowKey]) -> list[str]:
 
 
 def markdown_table(records: list[dict], metrics: list[str], chance: dict[str, float]) -> str:
-    order, cells, _ = build_table(records, metrics)
+    order, cells = build_table(records, metrics)
     axes = _axes_columns(order)
     head = ["method"] + axes + [f"{COLUMNS[m][0]} {'↑' if COLUMNS[m][1] else '↓'}" for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (1 + len(axes)) + ["---:"] * len(metrics)) + "|"]
@@ -254,18 +258,18 @@ def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None
     out += ["## Protocol", ""] + _protocol(ok, grid, audit) + [""]
     if failed:
         out += [f"Failed trials (not in the tables): {', '.join(sorted(r['key'] for r in failed))}", ""]
-    _, _, keys = build_table(ok, metrics)
+    order, groups = group_rows(ok)
     out += ["## Records", "", "Every number above is computed from these trial records (`records/<key>.json`):", ""]
-    for k, ks in keys.items():
+    for k in order:
         axes = f"fraction {k.fraction:g}" + ("" if k.w is None else f", w {k.w:g}")
-        out.append(f"- {k.label()} ({axes}): {', '.join(ks)}")
+        out.append(f"- {k.label()} ({axes}): {', '.join(sorted(r['key'] for r in groups[k]))}")
     return "\n".join(out) + "\n"
 
 
 def render_latex(records: list[dict]) -> str:
     ok = [r for r in records if r.get("status") == "ok"]
     metrics = _present_metrics(ok)
-    order, cells, _ = build_table(ok, metrics)
+    order, cells = build_table(ok, metrics)
     axes = _axes_columns(order)
     best = {m: _best(order, cells, m, COLUMNS[m][1]) for m in metrics}
     arrows = {True: "$\\uparrow$", False: "$\\downarrow$"}

@@ -11,6 +11,7 @@ trials' EEG alone (no labels, no image ids) to ``predict``, then the predictions
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,19 @@ class Method(ABC):
     def generate(self, preds: Predictions, ctx: FitContext, *, seed: int) -> dict[str, np.ndarray]:
         """Images per trial; default: none (classification-only methods)."""
         return {}
+
+
+class StageClock:
+    """Seconds per training stage for a fit report: ``clock.lap("pretrain")`` after each stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._last, 2)
+        self._last = now
 
 
 METHODS: dict[str, type[Method]] = {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.method import FitContext, Method, Predictions, register_method
+from bench.method import FitContext, Method, Predictions, StageClock, register_method
 from brainvis.data import TrialSet
 from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, TimeEncoder, alignment_loss
 
@@ -161,15 +160,11 @@ class BrainVis(Method):
         g = torch.Generator().manual_seed(ctx.spec.seed)
         n_classes = len(ctx.class_prompts)
         n_chans, n_times = train.eeg.shape[1:]
-        report: dict = {"config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}, "stage_seconds": {}}
+        report: dict = {"config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}}
         log = ctx.log
-        clock = time.perf_counter()
-
-        def lap(stage: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            report["stage_seconds"][stage] = round(now - clock, 2)
-            clock = now
+        clock = StageClock()
+        report["stage_seconds"] = clock.seconds
+        lap = clock.lap
 
         freq, time_enc = build_branches(cfg, n_chans=n_chans, n_times=n_times, n_classes=n_classes)
         if freq is not None:

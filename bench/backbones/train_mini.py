@@ -182,9 +182,7 @@ def stage_clip(work: Path, cfg: TrainConfig) -> str:
     kw = dict(x_all=x_all, tokens_cap=tokens_cap, tokens_cls=tokens_cls, labels=data["class"], batch=cfg.clip_batch, work=work)
     phase1 = work / "clip_phase1.safetensors"
     if phase1.is_file():
-        model = M.load_model("clip_phase1", work).train()
-        g = torch.Generator().manual_seed(cfg.seed + 1)
-        _ = torch.rand(1, generator=g)  # phase 2 draws from its own stream below either way
+        model = M.load_model("clip_phase1", work).train()  # phase 2 below draws from its own stream
     else:
         model = M.build_clip().train()
         _clip_phase(model, steps=cfg.clip_steps, lr=cfg.clip_lr, class_share=cfg.clip_class_share, g=g, tag="clip", **kw)
