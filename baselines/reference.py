@@ -38,6 +38,7 @@ class ReferenceRow(Method):
         self.ctx = ctx
         self.n_classes = len(ctx.class_prompts)
         self.seed = int(ctx.spec.seed)
+        self.subject = int(ctx.spec.subject)
         return {"reference": True}
 
     def predict(self, eeg: torch.Tensor) -> Predictions:
@@ -126,5 +127,6 @@ class BrainVisStage2Random(BrainVisStage2):
     source = "Fu et al., BrainVis, ICASSP 2025 (cascade ablation; reference row)"
 
     def driving_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        g = torch.Generator().manual_seed(7_000_003 + self.seed)
+        # Seeded by (seed, subject): each subject's row is an independent draw, not one draw repeated.
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([7_000_003, self.seed, self.subject]).generate_state(1)[0]))
         return torch.randint(self.n_classes, (len(labels),), generator=g)

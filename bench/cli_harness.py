@@ -159,16 +159,20 @@ def run_command(
 
         check_address(address)
     say = (lambda m: err_console.print(m, highlight=False)) if err_console.is_terminal else (lambda m: None)
-    if g.worlds and data is None:
-        # A grid over several synthetic worlds (e.g. leakage: with and without block drift) runs
-        # once per world into the same store; records differ by dataset id.
-        codes = []
-        for world in g.worlds:
-            codes.append(
-                _run_one_dataset(g, resolve_world(world, say=say), store, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live)
-            )
-        return max(codes)
-    return _run_one_dataset(g, resolve_data(data, say=say), store, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live)
+    from bench.memory import PeakMemory
+
+    # The whole command's peak (world build and backbone check included), printed with each summary.
+    with PeakMemory() as memory:
+        if g.worlds and data is None:
+            # A grid over several synthetic worlds (e.g. leakage: with and without block drift) runs
+            # once per world into the same store; records differ by dataset id.
+            codes = []
+            for world in g.worlds:
+                codes.append(
+                    _run_one_dataset(g, resolve_world(world, say=say), store, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, memory)
+                )
+            return max(codes)
+        return _run_one_dataset(g, resolve_data(data, say=say), store, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, memory)
 
 
 def resolve_world(world: dict, *, say: Callable[[str], None] = lambda m: None) -> tuple[Path, str]:
@@ -184,7 +188,7 @@ def resolve_world(world: dict, *, say: Callable[[str], None] = lambda m: None) -
     return out.absolute(), spec.world_id
 
 
-def _run_one_dataset(g, data: tuple[Path, str], store, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live) -> int:
+def _run_one_dataset(g, data: tuple[Path, str], store, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, memory=None) -> int:
     root, dataset_id = data
     from bench.grid import check_subjects, expand_trials
 
@@ -218,7 +222,9 @@ def _run_one_dataset(g, data: tuple[Path, str], store, max_concurrent, gpus_per_
         f"grid {g.name}: {summary.total} trials; ran {summary.ran} ({summary.ok} ok, {summary.failed} failed); "
         f"skipped {summary.skipped_ok} already done" + (f", {summary.skipped_failed} failed before (use --retry-failed)" if summary.skipped_failed else "")
         + (f"; {summary.not_run} not run (interrupted; they run next time)" if summary.not_run else "")
-        + f"; {summary.wall_s:.1f} s; store {st.root}",
+        + f"; {summary.wall_s:.1f} s"
+        + (f"; peak memory {max(summary.peak_pss_mib, memory.peak_pss if memory else 0) / 1024:.2f} GiB" if summary.ran or summary.not_run else "")
+        + f"; store {st.root}",
         highlight=False,
         soft_wrap=True,
     )

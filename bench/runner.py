@@ -43,6 +43,7 @@ import ray  # noqa: E402
 import torch  # noqa: E402  (module level: a reused actor imports these once)
 from ray import tune  # noqa: E402
 
+from bench.memory import PeakMemory  # noqa: E402
 from bench.method import TrialSpec, get_method  # noqa: E402
 from bench.store import Store, code_version, identity_key, make_record, now_iso  # noqa: E402
 from bench.trial import RunEnv, run_trial, trial_identity  # noqa: E402
@@ -278,6 +279,8 @@ class RunSummary:
     experiment_dir: str | None = None
     cluster_cpus: float = 0.0
     cluster_nodes: int = 0
+    peak_pss_mib: float = 0.0  # this process and its descendants (local Ray included), see bench.memory
+    peak_used_mib: float = 0.0  # rise of the machine's used memory during the run
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -329,6 +332,7 @@ def run_grid(
     t = time.perf_counter()
     started_ray = start_ray(address=address, num_cpus=max_concurrent)
     summary.init_s = time.perf_counter() - t
+    memory = PeakMemory().__enter__()  # Ray's own processes are up, and count
     try:
         resources = ray.cluster_resources()
         summary.cluster_cpus = float(resources.get("CPU", 0))
@@ -414,6 +418,8 @@ def run_grid(
                 summary.failed += 1
                 summary.failed_keys.append(p.key)
     finally:
+        memory.__exit__()
+        summary.peak_pss_mib, summary.peak_used_mib = round(memory.peak_pss, 1), round(memory.peak_used, 1)
         if started_ray:
             ray.shutdown()
     summary.wall_s = time.perf_counter() - t_start

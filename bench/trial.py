@@ -41,7 +41,9 @@ class RunEnv:
 
 @lru_cache(maxsize=2)
 def _release(path: str):
-    return load_release(path)
+    # Finiteness is checked per trial set (make_trial_set), so a trial touches only its subject's
+    # pages of the memory-mapped file rather than all of them.
+    return load_release(path, check_finite=False)
 
 
 @lru_cache(maxsize=1)

@@ -338,6 +338,9 @@ class TrialSet:
 def make_trial_set(release: Release, indices: np.ndarray, *, t_start: int = T_START, t_end: int = T_END) -> TrialSet:
     """Crop each trial to samples ``t_start..t_end`` and stack (copies out of the memory map)."""
     indices = np.asarray(indices, dtype=np.int64)
+    nonfinite = [int(i) for i in indices if not bool(torch.isfinite(release.eeg[i]).all())]
+    if nonfinite:  # releases loaded with check_finite=False are checked here, trial by trial
+        raise DataError(f"{release.path}: {len(nonfinite)} trial(s) contain NaN or Inf EEG values: trials {_problem_list([str(i) for i in nonfinite])}")
     if indices.size:
         eeg = torch.stack([release.eeg[i][:, t_start:t_end] for i in indices]).to(torch.float32).contiguous()
     else:

@@ -352,6 +352,24 @@ def test_reference_rows(name, data, backbones):
         assert preds.extra["prompts"] == [ctx.class_prompts[c] for c in drive.tolist()]
 
 
+def test_random_reference_row_draws_per_seed_and_subject(data):
+    """brainvis_stage2_random: reproducible for a (seed, subject), independent across subjects and seeds."""
+    sets, root = data
+    labels = torch.zeros(200, dtype=torch.long)
+
+    def drive(seed: int, subject: int) -> torch.Tensor:
+        method = get_method("brainvis_stage2_random")()
+        ctx = make_ctx("brainvis_stage2_random", root, seed=seed)
+        ctx.spec = TrialSpec("brainvis_stage2_random", subject=subject, seed=seed)
+        method.fit(sets["train"], sets["val"], ctx)
+        return method.driving_labels(labels)
+
+    a = drive(0, 1)
+    assert torch.equal(a, drive(0, 1))
+    for other in (drive(0, 2), drive(1, 1)):
+        assert (a == other).float().mean() < 0.4  # independent draws agree 1/N_CLASSES (1/4) of the time
+
+
 def test_oracle_label_matches_stage2_true_images(data, backbones):
     """Both draw the true class prompt with the stage-2 settings (stage 1 off): identical images."""
     sets, root = data

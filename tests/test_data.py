@@ -216,6 +216,18 @@ def test_nan_and_inf_eeg(tmp_path, capsys):
     _check_fails(capsys, root, "NaN or Inf", "5", "9")
 
 
+def test_trial_sets_check_finiteness_when_the_release_did_not(tmp_path):
+    """Runs load releases with check_finite=False (no pass over every page of the memory map);
+    the trial sets they build still refuse NaN/Inf in the trials they use."""
+    root = write_tiny_dataset(tmp_path / "d")
+    _rewrite(root / "eeg_5_95_std.pth", lambda o: o["dataset"][26]["eeg"].__setitem__((3, 40), float("nan")))  # subject 2
+    release = load_release(root / "eeg_5_95_std.pth", check_finite=False)
+    data = load_split_data(DataConfig(root=str(root), subject=1), release=release)  # subject 1: clean
+    assert torch.isfinite(data.train.eeg).all()
+    with pytest.raises(DataError, match="NaN or Inf.*26"):
+        load_split_data(DataConfig(root=str(root), subject=2), release=release)
+
+
 def test_split_indices_out_of_range(tmp_path, capsys):
     root = write_tiny_dataset(tmp_path / "d")
     _rewrite(root / "block_splits_by_image_all.pth", lambda o: o["splits"][0]["test"].append(10_000))

@@ -117,8 +117,9 @@ def test_rerun_runs_nothing_and_is_fast(done_store, grid_files, smoke_world, cap
     took = time.perf_counter() - t
     assert rc == 0
     assert listing(store / "records") == before
-    assert "ran 0" in capsys.readouterr().out
-    assert took < 3.0, took
+    out = capsys.readouterr().out
+    assert "ran 0" in out and "peak memory" not in out  # nothing pending: Ray never started
+    print(f"rerun of a finished grid: {took:.2f} s")  # timed by `bench perf`, not asserted here
 
 
 @pytest.mark.parametrize(
@@ -216,6 +217,25 @@ def test_retry_failed_turns_a_failed_record_ok(smoke_world, tmp_path, ray_local)
     assert (s.ran, s.ok, s.failed) == (1, 1, 0) and st.status(p.key) == "ok"
     assert not list(st.records_dir.glob("*.tmp"))
     assert s.trial_s and s.result_times  # the driver saw the result stream
+    assert s.peak_pss_mib > 100 and s.peak_used_mib >= 0  # this process alone holds torch
+
+
+def test_peak_memory_counts_a_child_process():
+    """An independent check of bench.memory: a child that fills 300 MiB raises the tree's PSS by about that."""
+    import subprocess
+    import sys
+
+    from bench.memory import tree_pss_mib
+
+    before = tree_pss_mib()
+    child = subprocess.Popen([sys.executable, "-c", "import sys; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); print('ok', flush=True); sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert child.stdout.readline().strip() == "ok"
+        during = tree_pss_mib()
+    finally:
+        child.communicate("")
+    assert 290 < during - before < 360, (before, during)
 
 
 def test_progress_display_renders(tmp_path):

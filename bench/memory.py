@@ -1,0 +1,74 @@
+"""Peak memory of a run: the driver, Ray's processes and the trial actors, sampled in the background.
+
+Two figures, both in MiB:
+
+- ``peak_pss``: the largest sum over the process tree (this process and every descendant: in local
+  mode that is Ray's GCS, raylet, agents and the trial workers) of the proportional set size, so
+  pages shared between processes (libraries, a memory-mapped dataset) count once in total;
+- ``peak_used``: the largest rise of the machine's used memory (total - available) over its value
+  when sampling began: everything the run made the machine hold, whoever holds it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import psutil
+
+
+def tree_pss_mib(root: psutil.Process | None = None) -> float:
+    """Sum of PSS (falling back to RSS where PSS is unavailable) over ``root`` and its descendants."""
+    root = root or psutil.Process()
+    total = 0
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for p in procs:
+        try:
+            info = p.memory_full_info()
+            total += getattr(info, "pss", info.rss)
+        except psutil.Error:  # exited meanwhile, or not ours to read
+            continue
+    return total / 2**20
+
+
+def used_mib() -> float:
+    vm = psutil.virtual_memory()
+    return (vm.total - vm.available) / 2**20
+
+
+@dataclass
+class PeakMemory:
+    """``with PeakMemory() as m: ...`` then ``m.peak_pss`` and ``m.peak_used`` (MiB)."""
+
+    interval_s: float = 0.5
+    peak_pss: float = 0.0
+    peak_used: float = 0.0
+    baseline_used: float = 0.0
+
+    def _sample(self) -> None:
+        self.peak_pss = max(self.peak_pss, tree_pss_mib())
+        self.peak_used = max(self.peak_used, used_mib() - self.baseline_used)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> "PeakMemory":
+        self.baseline_used = used_mib()
+        self._stop = threading.Event()
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name="peak-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sample()
+
+    def to_dict(self) -> dict:
+        return {"peak_pss_mib": round(self.peak_pss, 1), "peak_used_mib": round(self.peak_used, 1)}
+
