@@ -25,6 +25,21 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _options(
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", help="Where shared work is kept (worlds, captions); default $BRAINVIS_BENCH_CACHE, else the user's cache dir."
+    ),
+) -> None:
+    """EEG-to-image reconstruction benchmark."""
+    if cache_dir is not None:
+        import os
+
+        from bench.paths import CACHE_ENV
+
+        os.environ[CACHE_ENV] = str(cache_dir.expanduser().absolute())  # reaches Ray's workers too
+
+
 @world_app.command("build")
 def world_build(
     scale: str = typer.Option("mini", help="smoke (tests, seconds), mini (the default world) or full (real-set size)."),
@@ -148,6 +163,9 @@ def _print_quality(quality: dict, title: str) -> None:
     for k, v in quality.items():
         if isinstance(v, float):
             table.add_row(k, f"{v:.3f}")
+    settings = quality.get("settings", {})
+    if settings:
+        table.add_row("generator settings", f"{settings.get('sampling_steps')} steps, guidance {settings.get('guidance')}")
     console.print(table)
 
 

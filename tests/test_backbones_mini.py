@@ -1,7 +1,9 @@
 """The shipped mini backbones: present, small, matched to the mini world, and as good as recorded.
 
-The quality thresholds are the issue's targets where the shipped weights reach them, and otherwise
-the recorded figure minus a margin (see the manifest's ``quality``); the note on the issue says which.
+The quality thresholds are the targets the mini backbones were built to: classifier >= 0.90,
+CLIP image -> class-prompt retrieval >= 0.80 (40-way), generator class fidelity >= 0.50 (chance 0.025)
+and clearly above its shuffled-condition control. The shipped weights record 0.97, 0.97 and 0.84
+(shuffled 0.02) in the manifest's ``quality``.
 """
 
 from __future__ import annotations
@@ -46,8 +48,22 @@ def test_recorded_quality_meets_targets():
     q = _manifest()["quality"]
     assert q["classifier_accuracy"] >= 0.90
     assert q["generator_class_fidelity"] >= QUALITY_FLOORS["generator_class_fidelity"]
-    assert q["generator_class_fidelity"] > q["generator_class_fidelity_shuffled"] + 0.2
+    assert q["generator_class_fidelity"] > q["generator_class_fidelity_shuffled"] + 0.3
     assert q["clip_retrieval_top1"] >= QUALITY_FLOORS["clip_retrieval_top1"]
+
+
+def test_mini_profile_generates_with_the_selected_guidance():
+    """The guidance scale is chosen by `bench backbones train` on fresh renders (never the world's
+    held-out images) and recorded in the manifest; the mini profile's stage 2 uses that scale."""
+    import tomllib
+
+    m = _manifest()
+    sel = m["guidance_selection"]
+    assert m["generator_guidance"] == sel["guidance"] and float(sel["guidance"]) in {float(g) for g in sel["sweep"]}
+    assert sel["sweep"][str(float(sel["guidance"]))] == max(sel["sweep"].values())
+    assert m["quality"]["settings"]["guidance"] == m["generator_guidance"]
+    profile = tomllib.loads((M.WEIGHTS_DIR.parent / "profiles" / "mini.toml").read_text())
+    assert profile["generation"]["stage2_guidance"] == m["generator_guidance"]
 
 
 @pytest.mark.slow
@@ -58,14 +74,12 @@ def test_remeasured_quality_on_a_freshly_built_mini_world(mini_world):
     assert bb["status"] == "ok", bb
     assert bb["classifier_accuracy"] >= 0.90
     assert bb["clip_retrieval_top1"] >= QUALITY_FLOORS["clip_retrieval_top1"]
-    assert bb["generator_class_fidelity"] >= QUALITY_FLOORS["generator_class_fidelity"] - 0.1  # 80-image subset
-    assert bb["generator_class_fidelity"] > bb["generator_class_fidelity_shuffled"] + 0.1
+    assert bb["generator_class_fidelity"] >= QUALITY_FLOORS["generator_class_fidelity"]  # 80-image subset
+    assert bb["generator_class_fidelity"] > bb["generator_class_fidelity_shuffled"] + 0.3
+    assert bb["digests"] == _manifest()["digests"]  # measured on the shipped weights
 
 
-# The issue's targets are 0.8 (CLIP retrieval) and 0.5 (generator class fidelity); the shipped
-# weights reach 0.69 and 0.30 (manifest "quality"), so these floors guard what was reached, not
-# the targets: the shortfall is recorded on the issue.
-QUALITY_FLOORS = {"clip_retrieval_top1": 0.65, "generator_class_fidelity": 0.25}
+QUALITY_FLOORS = {"clip_retrieval_top1": 0.80, "generator_class_fidelity": 0.50}
 
 
 @pytest.mark.slow
@@ -84,3 +98,26 @@ def test_reference_rows_order_oracle_above_chance(mini_world):
         for oracle in ("oracle_label", "oracle_caption"):
             assert res[oracle][metric]["value"] > res["chance"][metric]["value"], (metric, oracle, res)
     assert res["oracle_label"]["n_way_top_k"]["value"] > 2 * res["chance"]["n_way_top_k"]["value"]
+
+
+def test_backbones_train_is_reproducible(smoke_world, tmp_path):
+    """`bench backbones train` end to end at a few steps per model (the QUICK config): it writes the
+    shipped file set with a manifest recording world, command, config, digests, the selected guidance
+    and quality; a retrain with the same seed (here serially rather than two stages at a time)
+    gives the same weights, hence the same quality figures."""
+    from bench.backbones.train_mini import QUICK, train_backbones
+
+    root, _ = smoke_world
+    world_id = json.loads((root / "world.json").read_text())["world_id"]
+    a = train_backbones(root, tmp_path / "a", QUICK, workers=2)
+    b = train_backbones(root, tmp_path / "b", QUICK, workers=1)
+    assert a["world_id"] == world_id and a["command"].startswith("bench backbones train")
+    assert set(a["digests"]) == {"clip", "vae", "unet", "classifier", "fidelity", "captioner"}
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted([*(f"{n}.safetensors" for n in a["digests"]), "manifest.json"])
+    assert a["digests"] == b["digests"]
+    assert a["generator_guidance"] in QUICK.guidance_grid and a["guidance_selection"] == b["guidance_selection"]
+    qa, qb = ({k: v for k, v in m["quality"].items() if k != "seconds"} for m in (a, b))
+    assert qa == qb and 0.0 <= qa["generator_class_fidelity"] <= 1.0
+    M.check_world(world_id, tmp_path / "a")
+    bb = M.load_mini_backbones(tmp_path / "a", world_id=world_id)
+    assert bb.text_encoder.encode_tokens(["a photo of a circle"]).shape == (1, 77, 64)

@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -49,12 +49,12 @@ class TrainConfig:
     clip2_class_share: float = 0.6
     clip3_steps: int = 0  # phase 3 (image tower only, text frozen): off; at 800-1500 steps it lowered
     clip3_lr: float = 1e-4  # held-out class-prompt retrieval (0.69 -> 0.44-0.59), so it stays disabled
-    vae_steps: int = 600
+    vae_steps: int = 2000
     vae_batch: int = 64
     vae_lr: float = 1e-3
-    vae_decoder_steps: int = 1500  # decoder-only fine-tune (encoder, hence the UNet's latent space, fixed)
+    vae_decoder_steps: int = 3000  # decoder-only fine-tune (encoder, hence the UNet's latent space, fixed)
     vae_decoder_lr: float = 1e-3
-    unet_steps: int = 3500
+    unet_steps: int = 5000
     unet_batch: int = 64
     unet_lr: float = 1e-3
     unet_ema: float = 0.995
@@ -63,11 +63,12 @@ class TrainConfig:
     cnn_batch: int = 128
     cnn_lr: float = 2e-3
     eval_steps: int = 25  # sampling steps for the generator quality figure
-    eval_guidance: float = 4.0
+    guidance_grid: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 5.0)  # classifier-free guidance scales tried
+    guidance_per_class: int = 5  # fresh renders per class for choosing the scale (never world images)
 
 
 SHIPPED = ("clip", "vae", "unet", "classifier", "fidelity", "captioner")
-QUICK = TrainConfig(clip2_steps=2, clip3_steps=2, vae_decoder_steps=2, corpus_per_class=8, clip_steps=3, vae_steps=3, unet_steps=3, cnn_steps=3, clip_batch=16, vae_batch=8, unet_batch=8, cnn_batch=16, eval_steps=2)
+QUICK = TrainConfig(clip2_steps=2, clip3_steps=2, vae_decoder_steps=2, corpus_per_class=8, clip_steps=3, vae_steps=3, unet_steps=3, cnn_steps=3, clip_batch=16, vae_batch=8, unet_batch=8, cnn_batch=16, eval_steps=2, guidance_grid=(1.0, 2.0), guidance_per_class=1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -291,7 +292,7 @@ def stage_vae(work: Path, cfg: TrainConfig) -> str:
         loss.backward()
         opt.step()
         if step % 20 == 0 or step == cfg.vae_steps - 1:
-            _log(work, "vae", step + 1, cfg.vae_steps, float(loss))
+            _log(work, "vae", step + 1, cfg.vae_steps, float(loss.detach()))
     M.save_model(vae, work / "vae.safetensors")
     return "vae"
 
@@ -336,7 +337,7 @@ def stage_unet(work: Path, cfg: TrainConfig) -> str:
             for pe, p in zip(ema.parameters(), unet.parameters()):
                 pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
         if step % 20 == 0 or step == cfg.unet_steps - 1:
-            _log(work, "unet", step + 1, cfg.unet_steps, float(loss))
+            _log(work, "unet", step + 1, cfg.unet_steps, float(loss.detach()))
     M.save_model(ema, work / "unet.safetensors")
     (work / "latent_scale.json").write_text(json.dumps({"scaling_factor": scale}))
     return "unet"
@@ -363,7 +364,7 @@ def stage_cnns(work: Path, cfg: TrainConfig) -> str:
             loss.backward()
             opt.step()
             if step % 20 == 0 or step == cfg.cnn_steps - 1:
-                _log(work, name, step + 1, cfg.cnn_steps, float(loss))
+                _log(work, name, step + 1, cfg.cnn_steps, float(loss.detach()))
         M.save_model(net, work / f"{name}.safetensors")
     return "cnns"
 
@@ -373,10 +374,42 @@ def stage_cnns(work: Path, cfg: TrainConfig) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def measure_quality(world: Path, weights_dir: Path, cfg: TrainConfig, *, limit: int | None = None) -> dict:
+def render_validation(world_seed: int, cfg: TrainConfig) -> dict:
+    """Fresh renders (seed disjoint from the corpus' and the world's) for choosing settings."""
+    rng = np.random.default_rng(np.random.SeedSequence([world_seed, 0x6A1D, cfg.seed]))
+    specs = sample_specs(cfg.guidance_per_class, rng)
+    return {
+        "images": np.stack([_small(_jpeg_roundtrip(render(s, 64))) for s in specs]),
+        "captions": [caption(s) for s in specs],
+        "labels": np.array([s.label for s in specs]),
+    }
+
+
+def class_fidelity(bb, captions: list[str], labels: np.ndarray, *, steps: int, guidance: float, seed: int) -> float:
+    """Share of images generated from ``captions`` that the evaluation classifier puts in ``labels``."""
+    gen = bb.generator.txt2img(bb.text_encoder.encode_tokens(captions), steps=steps, guidance=guidance, seed=seed)
+    return float((bb.classifier.probs(gen).argmax(1).numpy() == labels).mean())
+
+
+def select_guidance(world_seed: int, weights_dir: Path, cfg: TrainConfig) -> dict:
+    """The classifier-free guidance scale with the best class fidelity on fresh renders.
+
+    Chosen on the backbones' own validation renders, so the held-out world images that the quality
+    figures use play no part in it. Too strong a guidance saturates this small model's latents.
+    """
+    torch.set_num_threads(1)
+    val = render_validation(world_seed, cfg)
+    bb = M.load_mini_backbones(weights_dir)
+    sweep = {float(g): class_fidelity(bb, val["captions"], val["labels"], steps=cfg.eval_steps, guidance=float(g), seed=cfg.seed) for g in cfg.guidance_grid}
+    best = max(sweep, key=lambda g: (sweep[g], -g))  # ties: the weaker guidance
+    return {"guidance": best, "sweep": sweep, "n_images": int(len(val["labels"]))}
+
+
+def measure_quality(world: Path, weights_dir: Path, cfg: TrainConfig, *, limit: int | None = None, guidance: float | None = None) -> dict:
     """Known-answer quality of the mini backbones on the world's held-out images.
 
     ``limit`` keeps every ``k``-th held-out image (an even spread over classes) for a faster check.
+    ``guidance``: the generator's guidance scale (default: the one recorded in the weights' manifest).
     """
     torch.set_num_threads(1)
     held = world_stimuli(world, ("val", "test"))
@@ -384,6 +417,12 @@ def measure_quality(world: Path, weights_dir: Path, cfg: TrainConfig, *, limit: 
         keep = np.linspace(0, len(held["names"]) - 1, limit).round().astype(int)
         held = {k: ([v[i] for i in keep] if isinstance(v, list) else v[keep] if isinstance(v, np.ndarray) else {kk: vv[keep] for kk, vv in v.items()}) for k, v in held.items()}
     bb = M.load_mini_backbones(weights_dir)
+    if guidance is None:
+        manifest = M.read_manifest(weights_dir)
+        guidance = manifest.get("generator_guidance", manifest.get("quality", {}).get("settings", {}).get("guidance"))
+        if guidance is None:
+            raise UserError(f"{weights_dir}: the manifest records no generator guidance; retrain with `bench backbones train`")
+    guidance = float(guidance)
     labels = held["labels"]["class"]
     out: dict = {"n_heldout": int(len(labels))}
     out["classifier_accuracy"] = float((bb.classifier.probs(held["images"]).argmax(1).numpy() == labels).mean())
@@ -392,14 +431,12 @@ def measure_quality(world: Path, weights_dir: Path, cfg: TrainConfig, *, limit: 
     out["clip_retrieval_top1"] = float(((img @ txt.T).argmax(1).numpy() == labels).mean())
     caps = bb.captioner.caption(held["images"])
     out["captioner_exact"] = float(np.mean([c == t for c, t in zip(caps, held["captions"])]))
-    cond = bb.text_encoder.encode_tokens(held["captions"])
-    gen = bb.generator.txt2img(cond, steps=cfg.eval_steps, guidance=cfg.eval_guidance, seed=cfg.seed)
-    out["generator_class_fidelity"] = float((bb.classifier.probs(gen).argmax(1).numpy() == labels).mean())
+    kw = dict(steps=cfg.eval_steps, guidance=guidance, seed=cfg.seed)
+    out["generator_class_fidelity"] = class_fidelity(bb, held["captions"], labels, **kw)
     perm = np.random.default_rng(cfg.seed).permutation(len(labels))
-    gen_shuf = bb.generator.txt2img(cond[perm], steps=cfg.eval_steps, guidance=cfg.eval_guidance, seed=cfg.seed)
-    out["generator_class_fidelity_shuffled"] = float((bb.classifier.probs(gen_shuf).argmax(1).numpy() == labels).mean())
+    out["generator_class_fidelity_shuffled"] = class_fidelity(bb, [held["captions"][i] for i in perm], labels, **kw)
     out["chance"] = 1 / len(CLASS_NAMES)
-    out["settings"] = {"resolution": M.RESOLUTION, "sampling_steps": cfg.eval_steps, "guidance": cfg.eval_guidance, "scheduler": "PNDM (PLMS)"}
+    out["settings"] = {"resolution": M.RESOLUTION, "sampling_steps": cfg.eval_steps, "guidance": guidance, "scheduler": "PNDM (PLMS)"}
     return out
 
 
@@ -468,6 +505,12 @@ def train_backbones(world: str | Path, out: str | Path, cfg: TrainConfig = Train
     }
     (out / M.MANIFEST).write_text(json.dumps(manifest, indent=1))
     t3 = time.perf_counter()
+    choice = select_guidance(world_manifest["spec"]["seed"], out, cfg)
+    manifest["generator_guidance"] = choice["guidance"]
+    manifest["guidance_selection"] = choice
+    (out / M.MANIFEST).write_text(json.dumps(manifest, indent=1))
+    timings["guidance"] = time.perf_counter() - t3
+    t3 = time.perf_counter()
     manifest["quality"] = measure_quality(world, out, cfg)
     timings["quality"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
@@ -500,13 +543,15 @@ def backbone_report(world: Path, weights_dir: Path = M.WEIGHTS_DIR, *, limit: in
     except UserError as exc:
         return {"status": "unavailable", "reason": str(exc)}
     t0 = time.perf_counter()
-    cfg = TrainConfig(**manifest.get("train_config", {}))
+    known = {f.name for f in fields(TrainConfig)}  # a manifest from another version may list other fields
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest.get("train_config", {}).items() if k in known})
     quality = measure_quality(Path(world), Path(weights_dir), cfg, limit=limit)
     return {
         "status": "ok",
         "weights": str(weights_dir),
         "trained_for": manifest["world_id"],
         "command": manifest.get("command"),
+        "digests": manifest.get("digests"),
         **{k: quality[k] for k in ("classifier_accuracy", "clip_retrieval_top1", "generator_class_fidelity", "generator_class_fidelity_shuffled", "captioner_exact", "chance", "n_heldout")},
         "settings": quality["settings"],
         "at_training": {k: v for k, v in manifest.get("quality", {}).items() if isinstance(v, float)},
