@@ -2,4 +2,5 @@ import sys
 
 from bench.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # guarded: spawned child processes (world build) import this module
+    sys.exit(main())

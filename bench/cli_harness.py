@@ -90,13 +90,13 @@ def resolve_data(data: Path | None, *, say: Callable[[str], None] = lambda m: No
     """(data root, dataset id). No ``data``: the mini world in the cache, built on first use."""
     if data is None:
         from bench.paths import world_dir
-        from bench.world.build import build_world
+        from bench.world.build import build_world_isolated
         from bench.world.spec import make_spec
 
         spec = make_spec("mini")
         out = world_dir(spec.world_id)
         say(f"mini world {spec.world_id} at {out}")
-        build_world(spec, out, progress=say)
+        build_world_isolated(spec, out, progress=say)
         return out.absolute(), spec.world_id
     root = Path(data).expanduser().absolute()
     if not root.is_dir():
@@ -178,13 +178,13 @@ def run_command(
 def resolve_world(world: dict, *, say: Callable[[str], None] = lambda m: None) -> tuple[Path, str]:
     """Build or reuse a synthetic world of a grid's ``worlds`` list in the cache."""
     from bench.paths import world_dir
-    from bench.world.build import build_world
+    from bench.world.build import build_world_isolated
     from bench.world.spec import make_spec
 
     spec = make_spec(world.get("scale", "mini"), seed=int(world.get("seed", 0)), block_drift=bool(world.get("block_drift", False)))
     out = world_dir(spec.world_id)
     say(f"world {spec.world_id} at {out}")
-    build_world(spec, out, progress=say)
+    build_world_isolated(spec, out, progress=say)
     return out.absolute(), spec.world_id
 
 
@@ -196,6 +196,7 @@ def _run_one_dataset(g, data: tuple[Path, str], store, max_concurrent, gpus_per_
     if backbones_dir is not None and not Path(backbones_dir).expanduser().exists():
         raise UserError(f"--backbones-dir {backbones_dir}: not found")
 
+    from bench.paths import cache_dir
     from bench.progress import RunProgress
     from bench.runner import run_grid
     from bench.store import Store
@@ -209,6 +210,7 @@ def _run_one_dataset(g, data: tuple[Path, str], store, max_concurrent, gpus_per_
         backbones="none" if not g.generate else "paper" if g.profile == "paper" else "mini",
         backbones_dir=str(Path(backbones_dir).expanduser().absolute()) if backbones_dir else None,
         images_dir=str(st.root / "images"),
+        cache_dir=str(cache_dir()),  # explicit: workers on other nodes do not share this environment
     )
     trials = expand_trials(g)
     live = err_console.is_terminal if live is None else live

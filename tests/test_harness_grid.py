@@ -213,3 +213,13 @@ def test_cli_grid_list_and_show(capsys):
     out = capsys.readouterr().out
     assert "no_time" in out and "use_time" in out
     assert main(["grid", "show", "nosuch"]) == 2
+
+
+def test_cache_dir_flag_sets_the_cache_for_the_command(tmp_path, monkeypatch):
+    from bench.cli import main
+    from bench.paths import CACHE_ENV, cache_dir
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "from-env"))  # restored after the test
+    assert cache_dir() == tmp_path / "from-env"
+    assert main(["--cache-dir", str(tmp_path / "from-flag"), "grid", "list"]) == 0
+    assert cache_dir() == tmp_path / "from-flag"

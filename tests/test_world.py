@@ -28,6 +28,22 @@ def test_world_id_derives_from_spec():
         make_spec("smoke", seed=-1)
 
 
+def test_isolated_build_gives_the_same_world_and_relays_errors(smoke_world, tmp_path):
+    """`bench run` builds its world in a child process (its memory is freed before trials start)."""
+    from bench.world.build import build_world_isolated
+
+    root, report = smoke_world
+    said: list[str] = []
+    out = tmp_path / "iso"
+    got = build_world_isolated(make_spec("smoke", seed=0), out, progress=said.append)
+    assert got["probe"] == report["probe"] and got["world_id"] == report["world_id"]
+    assert json.loads((out / "world.json").read_text())["eeg_digest_sha256"] == json.loads((root / "world.json").read_text())["eeg_digest_sha256"]
+    assert any("rendered" in m for m in said)
+    assert build_world_isolated(make_spec("smoke", seed=0), out) == got  # reused in-process
+    with pytest.raises(UserError, match="does not hold world"):
+        build_world_isolated(make_spec("smoke", seed=1), out)
+
+
 def test_same_command_same_world_serial_or_parallel(smoke_world, tmp_path):
     root, _ = smoke_world
     again = tmp_path / "again"
