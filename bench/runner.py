@@ -144,6 +144,20 @@ def execute(payload: dict, env: RunEnv, store: Store, run_id: str | None = None,
     return record
 
 
+def release_freed_memory() -> None:
+    """Collect garbage and return freed heap pages to the system (glibc's ``malloc_trim``; a no-op
+    elsewhere). Without it a long-lived actor keeps the high-water mark of its largest trial."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _trainable(config: dict) -> None:
     t0 = time.perf_counter()
     torch.set_num_threads(1)
@@ -155,6 +169,7 @@ def _trainable(config: dict) -> None:
     except Exception:  # noqa: BLE001 - informational only
         node = None
     record = execute(config["trial"], env, Store(config["store"]), config.get("run_id"), extra={"ray_node": node})
+    release_freed_memory()  # a reused actor runs many trials: hand what this one freed back to the system
     tune.report(
         {
             "key": record["key"],
