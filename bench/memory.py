@@ -68,7 +68,3 @@ class PeakMemory:
         self._stop.set()
         self._thread.join(timeout=5)
         self._sample()
-
-    def to_dict(self) -> dict:
-        return {"peak_pss_mib": round(self.peak_pss, 1), "peak_used_mib": round(self.peak_used, 1)}
-
