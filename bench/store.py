@@ -179,7 +179,7 @@ def make_record(
     return rec
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
@@ -251,7 +251,7 @@ class Store:
         if record.get("status") not in STATUSES or not record.get("key"):
             raise ValueError("a record needs a key and status 'ok' or 'failed'")
         path = self.path(record["key"])
-        _atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str))
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str))
         self.clear_stage(record["key"])
         return path
 
@@ -274,7 +274,7 @@ class Store:
     # stage files (progress)
     def set_stage(self, key: str, stage: str, **extra: Any) -> None:
         try:
-            _atomic_write_text(
+            atomic_write_text(
                 self.status_dir / f"{key}.json",
                 json.dumps({"key": key, "stage": stage, "since": time.time(), "pid": os.getpid(), "host": socket.gethostname(), **extra}),
             )

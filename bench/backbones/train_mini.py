@@ -5,7 +5,7 @@ captions, plus images drawn from the world's renderer with a seed disjoint from 
 (the analogue of the web-scale data real backbones are trained on). Validation and test stimulus
 images are never used for training; the quality figures are measured on them.
 
-Stages run two at a time (one torch thread each): CLIP || VAE, then UNet || the three CNNs.
+Stages run two at a time (one torch thread each): CLIP || VAE, then UNet || (the three CNNs, then the VAE decoder fine-tune).
 """
 
 from __future__ import annotations
@@ -47,8 +47,6 @@ class TrainConfig:
     clip2_steps: int = 600  # phase 2: more class prompts, lower learning rate (class-prompt retrieval)
     clip2_lr: float = 3e-4
     clip2_class_share: float = 0.6
-    clip3_steps: int = 0  # phase 3 (image tower only, text frozen): off; at 800-1500 steps it lowered
-    clip3_lr: float = 1e-4  # held-out class-prompt retrieval (0.69 -> 0.44-0.59), so it stays disabled
     vae_steps: int = 2000
     vae_batch: int = 64
     vae_lr: float = 1e-3
@@ -68,7 +66,7 @@ class TrainConfig:
 
 
 SHIPPED = ("clip", "vae", "unet", "classifier", "fidelity", "captioner")
-QUICK = TrainConfig(clip2_steps=2, clip3_steps=2, vae_decoder_steps=2, corpus_per_class=8, clip_steps=3, vae_steps=3, unet_steps=3, cnn_steps=3, clip_batch=16, vae_batch=8, unet_batch=8, cnn_batch=16, eval_steps=2, guidance_grid=(1.0, 2.0), guidance_per_class=1)
+QUICK = TrainConfig(clip2_steps=2, vae_decoder_steps=2, corpus_per_class=8, clip_steps=3, vae_steps=3, unet_steps=3, cnn_steps=3, clip_batch=16, vae_batch=8, unet_batch=8, cnn_batch=16, eval_steps=2, guidance_grid=(1.0, 2.0), guidance_per_class=1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,49 +192,6 @@ def stage_clip(work: Path, cfg: TrainConfig) -> str:
     return "clip"
 
 
-def stage_clip_image(work: Path, cfg: TrainConfig) -> str:
-    """Phase 3: train the image tower alone against the frozen text tower's embeddings of class
-    prompts and captions. The text tower (hence the generator's conditioning) does not change."""
-    if cfg.clip3_steps <= 0:
-        return "clip_image (skipped)"
-    g = _setup(cfg.seed + 201)
-    data = np.load(work / "corpus.npz")
-    captions = json.loads((work / "captions.json").read_text())
-    x_all = M.images_to_tensor(data["images"])
-    lab = torch.as_tensor(data["class"])
-    model = M.load_model("clip", work)
-    with torch.no_grad():
-        uniq = sorted(set(captions))
-        pos = {c: i for i, c in enumerate(uniq)}
-        cap_emb = torch.cat([model.encode_text(M.open_clip.tokenize(uniq[i : i + 512], context_length=77), normalize=True) for i in range(0, len(uniq), 512)])
-        cap_idx = torch.tensor([pos[c] for c in captions])
-        cls_emb = model.encode_text(M.open_clip.tokenize([class_prompt(c) for c in range(len(CLASS_NAMES))], context_length=77), normalize=True)
-    params = list(model.visual.parameters())
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    model.visual.train()
-    opt = torch.optim.AdamW(params, lr=cfg.clip3_lr, weight_decay=0.05)
-    scale = float(model.logit_scale.exp().clamp(max=100))
-    for step, idx in enumerate(_batches(len(x_all), cfg.clip_batch, cfg.clip3_steps, g)):
-        _cosine_lr(opt, cfg.clip3_lr, step, cfg.clip3_steps)
-        x = torch.roll(x_all[idx], shifts=tuple(int(v) for v in torch.randint(-2, 3, (2,), generator=g)), dims=(2, 3))
-        img = model.encode_image(x, normalize=True)
-        # Each image against every class prompt (40-way) and against the batch's captions.
-        loss_cls = F.cross_entropy(scale * img @ cls_emb.T, lab[idx])
-        loss_cap = F.cross_entropy(scale * img @ cap_emb[cap_idx[idx]].T, torch.arange(len(idx)))
-        loss = loss_cls + loss_cap
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 20 == 0 or step == cfg.clip3_steps - 1:
-            _log(work, "clip_image", step + 1, cfg.clip3_steps, float(loss.detach()))
-    model.eval()
-    M.save_model(model, work / "clip.safetensors")
-    return "clip_image"
-
-
 def stage_vae_decoder(work: Path, cfg: TrainConfig) -> str:
     """Fine-tune the VAE decoder alone on the frozen encoder's latents (as SD's ft-MSE decoder):
     sharper, truer colours, and the latent space the UNet learns in does not change."""
@@ -269,10 +224,9 @@ def stage_vae_decoder(work: Path, cfg: TrainConfig) -> str:
     return "vae_decoder"
 
 
-def stage_cnns_then_clip_image(work: Path, cfg: TrainConfig) -> str:
+def stage_cnns_then_vae_decoder(work: Path, cfg: TrainConfig) -> str:
     stage_cnns(work, cfg)
-    stage_vae_decoder(work, cfg)
-    return stage_clip_image(work, cfg)
+    return stage_vae_decoder(work, cfg)
 
 
 def stage_vae(work: Path, cfg: TrainConfig) -> str:
@@ -489,7 +443,7 @@ def train_backbones(world: str | Path, out: str | Path, cfg: TrainConfig = Train
     run_pair(stage_clip, stage_vae)
     timings["clip_vae"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    run_pair(stage_unet, stage_cnns_then_clip_image)
+    run_pair(stage_unet, stage_cnns_then_vae_decoder)
     timings["unet_cnns"] = time.perf_counter() - t2
     for name in SHIPPED:
         os.replace(work / f"{name}.safetensors", out / f"{name}.safetensors")

@@ -94,8 +94,7 @@ def build_world_isolated(spec: WorldSpec, out: str | Path, *, progress: Progress
     import multiprocessing as mp
 
     out = Path(out)
-    existing = read_manifest(out) if out.is_dir() else None
-    if existing and existing.get("world_id") == spec.world_id and (out / REPORT).is_file():
+    if _already_built(spec, out):
         return build_world(spec, out, progress=progress)
     say = progress or (lambda msg: None)
     ctx = mp.get_context("spawn")  # a fresh interpreter: nothing inherited from the driver's threads
@@ -134,10 +133,9 @@ def _backbones_changed(report: dict) -> bool:
     return report.get("backbones", {}).get("digests") != digests
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _already_built(spec: WorldSpec, out: Path) -> bool:
+    existing = read_manifest(out) if out.is_dir() else None
+    return bool(existing) and existing.get("world_id") == spec.world_id and (out / REPORT).is_file()
 
 
 def build_world(
@@ -150,15 +148,16 @@ def build_world(
     """
     say = progress or (lambda msg: None)
     out = Path(out)
-    existing = read_manifest(out) if out.is_dir() else None
-    if existing and existing.get("world_id") == spec.world_id and not force and (out / REPORT).is_file():
+    if not force and _already_built(spec, out):
         say(f"world {spec.world_id} already built at {out}; reusing it")
         report = json.loads((out / REPORT).read_text())
         if check_backbones and spec.scale == "mini" and _backbones_changed(report):
             from bench.backbones.train_mini import backbone_report
 
             report["backbones"] = backbone_report(out)  # the shipped weights changed since: re-measure
-            _write_atomic(out / REPORT, json.dumps(report, indent=1))
+            from bench.store import atomic_write_text
+
+            atomic_write_text(out / REPORT, json.dumps(report, indent=1))
             say("re-checked the mini backbones (the shipped weights changed)")
         return report
     if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
