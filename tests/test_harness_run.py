@@ -221,21 +221,32 @@ def test_retry_failed_turns_a_failed_record_ok(smoke_world, tmp_path, ray_local)
 
 
 def test_peak_memory_counts_a_child_process():
-    """An independent check of bench.memory: a child that fills 300 MiB raises the tree's PSS by about that."""
+    """An independent check of bench.memory: a grandchild that fills 300 MiB raises its tree's PSS by about that.
+
+    Each tree is rooted at its own shell, so processes this test session started earlier (Ray's, which
+    may exit while we measure) are not counted.
+    """
     import subprocess
     import sys
 
+    import psutil
+
     from bench.memory import tree_pss_mib
 
-    before = tree_pss_mib()
-    child = subprocess.Popen([sys.executable, "-c", "import sys; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); print('ok', flush=True); sys.stdin.read()"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert child.stdout.readline().strip() == "ok"
-        during = tree_pss_mib()
-    finally:
-        child.communicate("")
-    assert 290 < during - before < 360, (before, during)
+    def tree_with_filler(mib: int) -> float:
+        fill = f"import sys; b = bytearray({mib} * 2**20); b[::4096] = b'x' * len(b[::4096]); print('ok', flush=True); sys.stdin.read()"
+        shell = subprocess.Popen(["/bin/sh", "-c", f'"{sys.executable}" -c "{fill}"; true'],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert shell.stdout.readline().strip() == "ok"
+            root = psutil.Process(shell.pid)
+            assert len(root.children(recursive=True)) == 1  # the filler is the shell's child
+            return tree_pss_mib(root)
+        finally:
+            shell.communicate("")
+
+    empty, full = tree_with_filler(0), tree_with_filler(300)
+    assert 290 < full - empty < 360, (empty, full)
 
 
 def test_progress_display_renders(tmp_path):
