@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -106,28 +107,38 @@ def resolve_data(data: Path | None, *, say: Callable[[str], None] = lambda m: No
     return root, folder_dataset_id(root)
 
 
-def metric_summary(frame, keys: list[str], max_metrics: int = 10) -> Table | None:
-    """Method (x variant) x metric means over this run's ok records."""
+def metric_summary(frame, keys: list[str], width: int = 160) -> Table | None:
+    """Method (x variant) x metric means over this run's ok records: the headline metrics first, as many as fit ``width`` columns."""
     if frame.empty:
         return None
     df = frame[frame["key"].isin(keys)]
     if df.empty:
         return None
     metrics = [c for c in df.columns if c.startswith("metric.") and not c.endswith((".ci_low", ".ci_high"))]
-    preferred = ["metric.top1", "metric.top5", "metric.nway_top1", "metric.ssim", "metric.pcc", "metric.clip_score", "metric.fid", "metric.is"]
+    short = {"metric.top1": "top-1", "metric.n_way_top_k": "N-way", "metric.inception_score": "IS", "metric.ssim": "SSIM",
+             "metric.clip_similarity": "CLIP", "metric.fid": "FID", "metric.top5": "top-5"}  # fmt: skip
+    preferred = list(short)
     metrics = [m for m in preferred if m in metrics] + sorted(m for m in metrics if m not in preferred)
-    metrics = metrics[:max_metrics]
     df = df.assign(row=df["method"] + df["variant"].fillna("").map(lambda v: f" [{v}]" if v else ""))
-    table = Table(title="mean over this grid's trials (ok only)")
-    table.add_column("method")
+    name_w = max(map(len, df["row"]))
+    used, shown = 1 + (name_w + 3) + 5 + 9, []  # borders and padding: 3 per column
+    for m in metrics:
+        need = max(len(short.get(m, m.removeprefix("metric."))), 6) + 3
+        if used + need > width:
+            break
+        used += need
+        shown.append(m)
+    left = len(metrics) - len(shown)
+    table = Table(title="mean over this grid's trials (ok only)", caption=f"{left} more metric(s) in the leaderboard and the store" if left else None)
+    table.add_column("method", min_width=name_w)
     table.add_column("ok", justify="right")
     table.add_column("failed", justify="right")
-    for m in metrics:
-        table.add_column(m.removeprefix("metric."), justify="right")
+    for m in shown:
+        table.add_column(short.get(m, m.removeprefix("metric.")), justify="right")
     for row, g in df.groupby("row", sort=False):
         ok = g[g["status"] == "ok"]
         cells = [str(row), str(len(ok)), str(int((g["status"] != "ok").sum()))]
-        for m in metrics:
+        for m in shown:
             vals = ok[m].dropna() if m in ok else []
             cells.append(f"{vals.mean():.3f}" if len(vals) else "-")
         table.add_row(*cells)
@@ -231,9 +242,11 @@ def _run_one_dataset(g, data: tuple[Path, str], store, max_concurrent, gpus_per_
         soft_wrap=True,
     )
     frame = st.load_frame()
-    table = metric_summary(frame, summary.keys)
+    # A terminal shows what fits its width; a log file (stdout not a terminal) gets 160 columns, not rich's 80.
+    width = console.width if console.is_terminal or "COLUMNS" in os.environ else 160
+    table = metric_summary(frame, summary.keys, width=width)
     if table is not None:
-        console.print(table)
+        console.print(table, width=width) if width <= console.width else Console(file=console.file, width=width).print(table)
     if summary.failed_keys:
         fails = frame[frame["key"].isin(summary.failed_keys)]
         for _, r in fails.head(10).iterrows():

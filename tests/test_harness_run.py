@@ -275,3 +275,24 @@ def test_perf_helpers():
     assert steady_throughput([5.0, 6.0, 7.0, 8.0], 1) == 1.0  # the first result (actor start) is left out
     assert steady_throughput([5.0, 5.1, 6.0, 6.1], 2) == 2.0
     assert calibrate_burn(0.05) >= 10
+
+
+def test_run_summary_table_fits_the_screen_and_keeps_the_headline_metrics():
+    """`bench run`'s closing table: never truncated cells; headline metrics first; the rest counted in a caption."""
+    import pandas as pd
+    from rich.console import Console
+
+    from bench.cli_harness import metric_summary
+
+    names = ["top1", "n_way_top_k", "inception_score", "ssim", "clip_similarity", "fid", "top5", "top3", "macro_f1", "n_way_top_k_label"]
+    rows = [{"key": f"k{i}", "method": m, "variant": None, "status": "ok", **{f"metric.{n}": 0.5 + i for n in names}}
+            for i, m in enumerate(["brainvis_stage2_random", "eegnet"])]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    for width, shown in ((80, 4), (200, 10)):
+        table = metric_summary(frame, ["k0", "k1"], width=width)
+        console = Console(width=width, record=True, file=open("/dev/null", "w"))
+        console.print(table)
+        text = console.export_text()
+        assert "…" not in text and "brainvis_stage2_random" in text
+        assert [c.header for c in table.columns][3:] == ["top-1", "N-way", "IS", "SSIM", "CLIP", "FID", "top-5", "macro_f1", "n_way_top_k_label", "top3"][:shown]
+        assert (table.caption or "") == ("" if shown == 10 else f"{10 - shown} more metric(s) in the leaderboard and the store")
