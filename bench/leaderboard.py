@@ -74,6 +74,23 @@ class RowKey:
         return self.method + (f" [{self.variant}]" if self.variant else "")
 
 
+def dataset_labels(grid: str) -> dict[str, str]:
+    """World id -> a readable name ("mini world, block drift") for a grid that runs on several synthetic worlds."""
+    from bench.grid import load_grid
+    from bench.world.spec import make_spec
+    from brainvis.errors import UserError
+
+    try:
+        worlds = load_grid(grid, check=False).worlds
+    except UserError:
+        return {}
+    labels = {}
+    for w in worlds:
+        scale, seed, drift = w.get("scale", "mini"), int(w.get("seed", 0)), bool(w.get("block_drift", False))
+        labels[make_spec(scale, seed=seed, block_drift=drift).world_id] = f"{scale} world" + (f" seed {seed}" if seed else "") + (", block drift" if drift else "")
+    return labels
+
+
 def _row_key(rec: dict, uses_w: dict[str, bool]) -> RowKey:
     variant = rec.get("variant") or ""
     if not variant and rec.get("options"):
@@ -118,18 +135,19 @@ def _fmt(cell: dict | None, fmt: str, bold: bool, italic: bool) -> str:
     return s
 
 
-def group_rows(records: list[dict]) -> tuple[list[RowKey], dict[RowKey, list[dict]]]:
-    """Rows in display order and the records behind each."""
+def group_rows(records: list[dict], datasets: list[str] = ()) -> tuple[list[RowKey], dict[RowKey, list[dict]]]:
+    """Rows in display order and the records behind each; ``datasets`` in the order to show them (others follow, sorted)."""
     uses_w = _uses_w(records)
     groups: dict[RowKey, list[dict]] = defaultdict(list)
     for r in records:
         groups[_row_key(r, uses_w)].append(r)
-    order = sorted(groups, key=lambda k: (k.dataset, k.method in REFERENCE_METHODS, k.method, k.variant, k.fraction, -1 if k.w is None else k.w))
+    rank = {d: i for i, d in enumerate(datasets)}
+    order = sorted(groups, key=lambda k: (rank.get(k.dataset, len(rank)), k.dataset, k.method in REFERENCE_METHODS, k.method, k.variant, k.fraction, -1 if k.w is None else k.w))
     return order, groups
 
 
-def build_table(records: list[dict], metrics: list[str]) -> tuple[list[RowKey], dict[RowKey, dict[str, dict | None]]]:
-    order, groups = group_rows(records)
+def build_table(records: list[dict], metrics: list[str], datasets: list[str] = ()) -> tuple[list[RowKey], dict[RowKey, dict[str, dict | None]]]:
+    order, groups = group_rows(records, datasets)
     return order, {k: {m: _cell(groups[k], m) for m in metrics} for k in order}
 
 
@@ -158,8 +176,8 @@ def _axes_columns(order: list[RowKey]) -> list[str]:
     return cols
 
 
-def markdown_table(records: list[dict], metrics: list[str], chance: dict[str, float]) -> str:
-    order, cells = build_table(records, metrics)
+def markdown_table(records: list[dict], metrics: list[str], chance: dict[str, float], labels: dict[str, str] | None = None) -> str:
+    order, cells = build_table(records, metrics, list(labels or {}))
     axes = _axes_columns(order)
     head = ["method"] + axes + [f"{COLUMNS[m][0]} {'↑' if COLUMNS[m][1] else '↓'}" for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (1 + len(axes)) + ["---:"] * len(metrics)) + "|"]
@@ -168,7 +186,7 @@ def markdown_table(records: list[dict], metrics: list[str], chance: dict[str, fl
         ref = k.method in REFERENCE_METHODS
         row = [f"*{k.label()}*" if ref else k.label()]
         if "dataset" in axes:
-            row.append(k.dataset)
+            row.append((labels or {}).get(k.dataset, k.dataset))
         if "fraction" in axes:
             row.append(f"{k.fraction:g}")
         if "w" in axes:
@@ -179,6 +197,49 @@ def markdown_table(records: list[dict], metrics: list[str], chance: dict[str, fl
         row = ["*chance (analytic)*"] + [""] * len(axes) + [f"*{COLUMNS[m][2].format(chance[m])}*" if m in chance else "–" for m in metrics]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def dataset_comparison(records: list[dict], metrics: list[str], datasets: list[str], labels: dict[str, str] | None = None) -> str | None:
+    """Per row (method, variant, fraction, w): the change of each per-trial metric from ``datasets[0]``
+    to ``datasets[1]``, with a 95% bootstrap CI and a permutation-test p-value (independent samples:
+    the two datasets have different test trials). None unless both datasets have such rows."""
+    from bench.metrics import independent_comparison
+
+    labels = labels or {}
+    a, b = datasets
+    order, groups = group_rows(records, datasets)
+    per_trial = [m for m in metrics if m not in SET_LEVEL]
+    by_row: dict[tuple, dict[str, list[dict]]] = defaultdict(dict)
+    for k in order:
+        by_row[(k.method, k.variant, k.fraction, k.w)][k.dataset] = groups[k]
+    lines = []
+    for (method, variant, fraction, w), sets in by_row.items():
+        if a not in sets or b not in sets:
+            continue
+        cells = []
+        for m in per_trial:
+            xa = [np.asarray(r["metrics"][m]["per_trial"], float) for r in sets[a] if r.get("metrics", {}).get(m, {}).get("per_trial")]
+            xb = [np.asarray(r["metrics"][m]["per_trial"], float) for r in sets[b] if r.get("metrics", {}).get(m, {}).get("per_trial")]
+            if not xa or not xb:
+                cells.append("–")
+                continue
+            c = independent_comparison(np.concatenate(xb), np.concatenate(xa), n_resamples=9999, n_boot=2000, seed=0)
+            f = COLUMNS[m][2]
+            cells.append(f"{c['diff']:+.3f} [{f.format(c['ci_low'])}, {f.format(c['ci_high'])}], p={c['p_value']:.3g}")
+        label = method + (f" [{variant}]" if variant else "")
+        label = f"*{label}*" if method in REFERENCE_METHODS else label
+        extra = ([f"{fraction:g}"] if len({k.fraction for k in order}) > 1 else []) + ([("–" if w is None else f"{w:g}")] if any(k.w is not None for k in order) else [])
+        lines.append("| " + " | ".join([label, *extra, *cells]) + " |")
+    if not lines:
+        return None
+    axes = (["fraction"] if len({k.fraction for k in order}) > 1 else []) + (["w"] if any(k.w is not None for k in order) else [])
+    head = ["method", *axes, *[f"Δ {COLUMNS[m][0]}" for m in per_trial]]
+    intro = (
+        f"Change from **{labels.get(a, a)}** to **{labels.get(b, b)}** (the second minus the first), per method: mean over test "
+        "trials, 95% bootstrap CI (each dataset's trials resampled on their own), and a two-sided permutation-test p-value "
+        "for independent samples (the datasets have different test trials; not corrected for multiple comparisons)."
+    )
+    return "\n".join([intro, "", "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (1 + len(axes)) + ["---:"] * len(per_trial)) + "|", *lines])
 
 
 def _chance(records: list[dict]) -> dict[str, float]:
@@ -193,7 +254,7 @@ def _chance(records: list[dict]) -> dict[str, float]:
     return out
 
 
-def _protocol(records: list[dict], grid: str, audit: dict | None) -> list[str]:
+def _protocol(records: list[dict], grid: str, audit: dict | None, labels: dict[str, str] | None = None) -> list[str]:
     first_nway = next((r["metrics"]["n_way_top_k"] for r in records if "n_way_top_k" in r.get("metrics", {})), None)
     ssim = next((r["metrics"]["ssim"] for r in records if "ssim" in r.get("metrics", {})), None)
     isc = next((r["metrics"]["inception_score"] for r in records if "inception_score" in r.get("metrics", {})), None)
@@ -204,6 +265,9 @@ def _protocol(records: list[dict], grid: str, audit: dict | None) -> list[str]:
     subjects = sorted({r["subject"] for r in records})
     last = max((r.get("finished") or "" for r in records), default="")[:10]
     lines = [f"- grid `{grid}`; {len(records)} trial records; subjects {subjects}; seeds {seeds}"]
+    about = _grid_text(grid)
+    if about:
+        lines.append(f"- about the grid: {about}")
     if first_nway:
         lines.append(
             f"- N-way top-K: N={first_nway.get('n')} (effective {first_nway.get('n_effective')}"
@@ -214,18 +278,34 @@ def _protocol(records: list[dict], grid: str, audit: dict | None) -> list[str]:
         lines.append(f"- Inception Score: torch-fidelity, generated images only, extractor `{isc.get('extractor')}`, splits {isc.get('splits')}")
     if ssim:
         lines.append(f"- SSIM: scikit-image, uint8 RGB, data_range 255, at {ssim.get('resolution')} px; CS: cosine of CLIP image embeddings; FID: torch-fidelity vs the matched ground-truth test images")
-    lines.append("- 95% CIs: bootstrap over test trials (pooled over subjects/seeds of a row); IS/FID CIs only for single-record rows")
-    lines.append(f"- dataset: {', '.join(datasets)}")
+    lines.append(
+        "- 95% CIs: bootstrap over test trials (pooled over subjects/seeds of a row); IS/FID CIs only for single-record rows. "
+        "A resampled set repeats images, which lowers IS and raises FID, so their intervals are biased and can exclude the point value"
+    )
+    lines.append(f"- dataset: {', '.join(d + (f' ({labels[d]})' if labels and d in labels else '') for d in datasets)}")
     for b in backbones:
-        lines.append(f"- backbones: `{b}`")
+        lines.append(f"- backbones: `{b}`" if b != "{}" else "- backbones: none (classification only)")
     lines.append(f"- code: git {', '.join(commits)}; latest record {last}")
     audits = audit if isinstance(audit, list) else [audit] if audit is not None else []
     for a in audits:
         flagged = ", ".join(a.get("flagged_probes", [])) or "none"
-        lines.append(f"- leakage audit of {a.get('dataset_id', 'this dataset')}: **{a.get('verdict', '?')}** (flagged probes: {flagged}; rule: {a.get('rule', '')})")
+        name = a.get("dataset_id", "this dataset") + (f" ({labels[a['dataset_id']]})" if labels and a.get("dataset_id") in labels else "")
+        lines.append(f"- leakage audit of {name}: **{a.get('verdict', '?')}** (flagged probes: {flagged}; rule: {a.get('rule', '')})")
     if not audits:
         lines.append("- leakage audit: not run for this dataset (`bench audit --data DIR --json <store>/audit.json`)")
     return lines
+
+
+def _grid_text(grid: str) -> str:
+    """A shipped grid's description and note, as written in its TOML file."""
+    from bench.grid import load_grid
+    from brainvis.errors import UserError
+
+    try:
+        g = load_grid(grid, check=False)
+    except UserError:
+        return ""
+    return " ".join(t for t in (g.description, g.note) if t)
 
 
 def _published_table() -> str:
@@ -236,7 +316,7 @@ def _published_table() -> str:
     return "\n".join(lines) + f"\n\nSource: {PUBLISHED['source']}. The v1 SSIM used `data_range=255` on normalised floats (inflated); its IS used a non-standard formula."
 
 
-def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None, plots: list[str] = (), gallery: str | None = None) -> str:
+def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None, plots: list[str] = (), gallery: str | None = None, labels: dict[str, str] | None = None) -> str:
     ok = [r for r in records if r.get("status") == "ok"]
     failed = [r for r in records if r.get("status") != "ok"]
     metrics = _present_metrics(ok)
@@ -245,9 +325,16 @@ def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None
     out = [f"# Leaderboard: `{grid}`", ""]
     if synthetic:
         out += ["> **Synthetic data.** These numbers come from the synthetic EEG-CVPR40-format world and the mini backbones; they test the pipeline and the protocol and are **not comparable to published numbers**.", ""]
-    out += ["## Average over subjects", "", markdown_table(ok, metrics, chance), ""]
-    for s in sorted({r["subject"] for r in ok}):
-        out += [f"## Subject {s}", "", markdown_table([r for r in ok if r["subject"] == s], metrics, chance), ""]
+    subjects = sorted({r["subject"] for r in ok})
+    if len(subjects) > 1:
+        out += ["## Average over subjects", "", markdown_table(ok, metrics, chance, labels), ""]
+    for s in subjects:
+        out += [f"## Subject {s}", "", markdown_table([r for r in ok if r["subject"] == s], metrics, chance, labels), ""]
+    datasets = sorted({str(r.get("config", {}).get("dataset_id", "")) for r in ok}, key=lambda d: (list(labels or {}).index(d) if d in (labels or {}) else len(labels or {}), d))
+    if len(datasets) == 2:
+        comparison = dataset_comparison(ok, metrics, datasets, labels)
+        if comparison:
+            out += ["## Between the two datasets", "", comparison, ""]
     if plots or gallery:
         out += ["## Figures", ""]
         out += [f"![{p}]({p})" for p in plots]
@@ -255,21 +342,21 @@ def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None
             out += ["", f"Reconstructions (ground truth | stage 1 | final) for fixed test trials: ![gallery]({gallery})"]
         out += [""]
     out += ["## As published (not measured here; not comparable to the tables above)", "", _published_table(), ""]
-    out += ["## Protocol", ""] + _protocol(ok, grid, audit) + [""]
+    out += ["## Protocol", ""] + _protocol(ok, grid, audit, labels) + [""]
     if failed:
         out += [f"Failed trials (not in the tables): {', '.join(sorted(r['key'] for r in failed))}", ""]
-    order, groups = group_rows(ok)
+    order, groups = group_rows(ok, list(labels or {}))
     out += ["## Records", "", "Every number above is computed from these trial records (`records/<key>.json`):", ""]
     for k in order:
-        axes = f"fraction {k.fraction:g}" + ("" if k.w is None else f", w {k.w:g}")
+        axes = f"fraction {k.fraction:g}" + ("" if k.w is None else f", w {k.w:g}") + (f", {(labels or {}).get(k.dataset, k.dataset)}" if len({o.dataset for o in order}) > 1 else "")
         out.append(f"- {k.label()} ({axes}): {', '.join(sorted(r['key'] for r in groups[k]))}")
     return "\n".join(out) + "\n"
 
 
-def render_latex(records: list[dict]) -> str:
+def render_latex(records: list[dict], labels: dict[str, str] | None = None) -> str:
     ok = [r for r in records if r.get("status") == "ok"]
     metrics = _present_metrics(ok)
-    order, cells = build_table(ok, metrics)
+    order, cells = build_table(ok, metrics, list(labels or {}))
     axes = _axes_columns(order)
     best = {m: _best(order, cells, m, COLUMNS[m][1]) for m in metrics}
     arrows = {True: "$\\uparrow$", False: "$\\downarrow$"}
@@ -278,7 +365,7 @@ def render_latex(records: list[dict]) -> str:
     for k in order:
         row = [k.label().replace("_", "\\_")]
         if "dataset" in axes:
-            row.append(k.dataset.replace("_", "\\_"))
+            row.append((labels or {}).get(k.dataset, k.dataset).replace("_", "\\_"))
         if "fraction" in axes:
             row.append(f"{k.fraction:g}")
         if "w" in axes:
@@ -405,22 +492,39 @@ def plot_gallery(records: list[dict], data_root: Path | None, path: Path, n_tria
 
 def records_of_grid(records: list[dict], grid: str) -> list[dict]:
     """The records a grid covers. A trial shared by several grids is stored once (same key), so
-    membership is decided by the grid's axes (method, fraction, w, options; subjects and seeds are
-    often overridden on the command line, so any are accepted), falling back to the record's
-    ``grid`` field for grids that are not shipped (a user's file)."""
+    membership is decided by the grid's axes (method, fraction, w, options; subjects and seeds: the
+    grid's own and any a run of this grid added on the command line), whether it generates images,
+    and, for a grid over named synthetic worlds, the dataset. Grids that are not shipped (a user's file)
+    fall back to the record's ``grid`` field."""
     from bench.grid import expand, load_grid
     from brainvis.errors import UserError
 
     try:
-        specs = expand(load_grid(grid, check=False))
+        g = load_grid(grid, check=False)
+        specs = expand(g)
     except UserError:
         return [r for r in records if r.get("grid", grid) == grid]
     wanted = {(s.method, float(s.fraction), float(s.w), tuple(sorted(dict(s.options).items()))) for s in specs}
+    worlds = set(dataset_labels(grid))
 
     def ident(r: dict) -> tuple:
         return (r["method"], float(r["fraction"]), float(r["w"]), tuple(sorted((r.get("options") or {}).items())))
 
-    return [r for r in records if ident(r) in wanted]
+    def generates(r: dict) -> bool:
+        return r.get("config", {}).get("backbones", "mini") != "none"
+
+    def dataset_ok(r: dict) -> bool:
+        return not worlds or r.get("config", {}).get("dataset_id") in worlds
+
+    # Subjects and seeds: the grid's own, plus any a run of this grid added (--subjects/--seeds), so a
+    # trial another grid ran for other subjects does not change this grid's averages.
+    ran_here = [r for r in records if r.get("grid") == grid]
+    subjects = set(g.axes()["subject"]) | {r["subject"] for r in ran_here}
+    seeds = set(g.axes()["seed"]) | {r["seed"] for r in ran_here}
+    return [
+        r for r in records
+        if ident(r) in wanted and generates(r) == g.generate and dataset_ok(r) and r["subject"] in subjects and r["seed"] in seeds
+    ]  # fmt: skip
 
 
 def write_leaderboard(store: str | Path, grid: str, out_dir: str | Path = "leaderboards", fmt: str = "md", *, data_root: str | Path | None = None, figures: bool = True) -> list[Path]:
@@ -435,14 +539,19 @@ def write_leaderboard(store: str | Path, grid: str, out_dir: str | Path = "leade
     written: list[Path] = []
     if fmt == "latex":
         written.append(out_dir / f"{grid}.tex")
-        written[-1].write_text(render_latex(records))
+        written[-1].write_text(render_latex(records, dataset_labels(grid)))
         return written
     if fmt == "csv":
         written.append(out_dir / f"{grid}.csv")
         written[-1].write_text(render_csv(records))
         return written
     datasets = {str(r.get("config", {}).get("dataset_id", "")) for r in records}
-    audit = [a for a in (json.loads(p.read_text()) for p in sorted(store.glob("audit*.json"))) if a.get("dataset_id") in datasets or len(datasets) == 1] or None
+    audits: dict[str, dict] = {}  # one per dataset of these records (a store may hold audit.json and audit-<id>.json of the same one)
+    for p in sorted(store.glob("audit*.json")):
+        a = json.loads(p.read_text())
+        if a.get("dataset_id") in datasets or ("dataset_id" not in a and len(datasets) == 1):
+            audits.setdefault(a.get("dataset_id", ""), a)
+    audit = list(audits.values()) or None
     ok = [r for r in records if r.get("status") == "ok"]
     metrics = [m for m in ("top1", "n_way_top_k", "clip_similarity") if m in _present_metrics(ok)]
     plots = []
@@ -455,6 +564,6 @@ def write_leaderboard(store: str | Path, grid: str, out_dir: str | Path = "leade
     if gallery and figures:
         plot_gallery(ok, Path(data_root) if data_root else None, out_dir / gallery)
     md = out_dir / f"{grid}.md"
-    md.write_text(render_markdown(records, grid, audit=audit, plots=plots, gallery=gallery))
+    md.write_text(render_markdown(records, grid, audit=audit, plots=plots, gallery=gallery, labels=dataset_labels(grid)))
     written.append(md)
     return written

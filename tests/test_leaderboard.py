@@ -108,3 +108,58 @@ def test_committed_leaderboards_regenerate_byte_identically(tmp_path):
     for method in ("brainvis", "dreamdiffusion", "lstm", "channelnet", "eegnet", "shallowconvnet"):
         for fraction in ("0.05", "0.1", "0.25", "0.5", "1"):
             assert f"| {method} | {fraction} |" in text
+
+
+def test_leakage_leaderboard_names_the_worlds_and_compares_them(tmp_path):
+    """Two worlds (without / with block drift): readable dataset names, the grid's world order, and a
+    per-method change with CI and p-value that equals a direct independent-samples comparison."""
+    from bench.leaderboard import dataset_labels
+    from bench.metrics import independent_comparison
+
+    labels = dataset_labels("leakage")
+    (clean, clean_name), (drift, drift_name) = labels.items()
+    assert (clean_name, drift_name) == ("mini world", "mini world, block drift")
+    folder = tmp_path / "store" / "records"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    per_trial = {}
+    for i, (method, world, p) in enumerate([("eegnet", drift, 0.6), ("eegnet", clean, 0.3), ("chance", clean, 0.025), ("chance", drift, 0.025)]):
+        top1 = (rng.random(80) < p).astype(float)
+        per_trial[method, world] = top1
+        rec = {"key": f"k{i}", "status": "ok", "method": method, "variant": "", "options": {}, "subject": 1, "fraction": 1.0, "w": 0.5,
+               "seed": 0, "profile": "mini", "grid": "leakage", "config": {"dataset_id": world, "backbones": "none", "backbone_ids": {}},
+               "metrics": {"top1": _metric(top1)}, "git_commit": "abc", "finished": "2026-11-29T05:00:00+00:00"}  # fmt: skip
+        (folder / f"k{i}.json").write_text(json.dumps(rec))
+    shared = {"key": "kgen", "status": "ok", "method": "eegnet", "variant": "", "options": {}, "subject": 1, "fraction": 1.0, "w": 0.5,
+              "seed": 0, "profile": "mini", "grid": "subjects", "config": {"dataset_id": clean, "backbones": "mini"},
+              "metrics": {"top1": _metric(np.ones(80))}, "finished": "2026-11-29T05:00:00+00:00"}  # fmt: skip
+    (folder / "kgen.json").write_text(json.dumps(shared))  # same axes, but it generates: the subjects grid's, not leakage's
+    from bench.leaderboard import load_records, records_of_grid
+
+    stored = load_records(tmp_path / "store")
+    assert sorted(r["key"] for r in records_of_grid(stored, "leakage")) == ["k0", "k1", "k2", "k3"]
+    assert [r["key"] for r in records_of_grid(stored, "subjects") if r["method"] == "eegnet"] == ["kgen"]
+    text = write_leaderboard(tmp_path / "store", "leakage", tmp_path / "out", figures=False)[0].read_text()
+    table = [l for l in text.split("## Subject 1")[1].split("## Between")[0].splitlines() if l.startswith("| eegnet")]
+    assert [l.split(" | ")[1] for l in table] == ["mini world", "mini world, block drift"]  # the grid's order, by name
+    assert "## Average over subjects" not in text  # one subject: one table
+    assert "backbones: none (classification only)" in text and f"{drift} (mini world, block drift)" in text
+    expected = independent_comparison(per_trial["eegnet", drift], per_trial["eegnet", clean])
+    row = next(l for l in text.split("## Between the two datasets")[1].splitlines() if l.startswith("| eegnet"))
+    assert row == f"| eegnet | {expected['diff']:+.3f} [{expected['ci_low']:.3f}, {expected['ci_high']:.3f}], p={expected['p_value']:.3g} |"
+    assert expected["diff"] > 0.15 and expected["p_value"] < 0.01
+    assert "Change from **mini world** to **mini world, block drift**" in text
+
+
+def test_a_grid_keeps_its_own_subjects(tmp_path):
+    """A trial another grid ran for another subject (same method, fraction, w) stays out of this grid's
+    tables, so an average over subjects compares like with like; subjects a run of this grid added stay in."""
+    from bench.leaderboard import load_records, records_of_grid
+
+    store = _records(tmp_path)  # data_scaling runs on subjects 1 and 4 (a --subjects override: the grid says 4)
+    other = json.loads((store / "records" / "k001.json").read_text()) | {"key": "k500", "subject": 6, "grid": "subjects"}
+    (store / "records" / "k500.json").write_text(json.dumps(other))
+    stored = load_records(store)
+    assert {r["subject"] for r in records_of_grid(stored, "data_scaling")} == {1, 4}
+    assert "k500" in {r["key"] for r in records_of_grid(stored, "subjects")}
+    assert "## Subject 6" not in write_leaderboard(store, "data_scaling", tmp_path / "out", figures=False)[0].read_text()

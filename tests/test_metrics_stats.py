@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.metrics import bootstrap_ci, bootstrap_summary, paired_comparison
+from bench.metrics import bootstrap_ci, bootstrap_summary, independent_comparison, paired_comparison
 
 
 def test_ci_covers_true_mean():
@@ -107,3 +107,37 @@ def test_paired_degenerate_inputs():
         paired_comparison([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="alternative"):
         paired_comparison([1.0, 2.0], [1.0, 2.0], alternative="bigger")
+
+
+def test_independent_comparison_matches_exact_enumeration_and_a_hand_bootstrap():
+    """p-value against every reassignment of the pooled units (itertools); CI against a numpy bootstrap."""
+    import itertools
+
+    a, b = np.array([0.9, 0.7, 1.0, 0.8, 0.6]), np.array([0.1, 0.5, 0.2, 0.4])
+    r = independent_comparison(a, b)
+    pooled, observed = np.concatenate([a, b]), a.mean() - b.mean()
+    diffs = []
+    for idx in itertools.combinations(range(pooled.size), a.size):
+        mask = np.zeros(pooled.size, bool)
+        mask[list(idx)] = True
+        diffs.append(pooled[mask].mean() - pooled[~mask].mean())
+    diffs = np.asarray(diffs)  # 126 splits < n_resamples, so scipy enumerates them all
+    greater, less = np.mean(diffs >= observed - 1e-12), np.mean(diffs <= observed + 1e-12)
+    assert r["diff"] == pytest.approx(observed) and r["p_value"] == pytest.approx(min(1.0, 2 * min(greater, less)))  # scipy's two-sided rule
+    assert independent_comparison(a, b, alternative="greater")["p_value"] == pytest.approx(greater) == pytest.approx(1 / 126)
+    assert (r["n_a"], r["n_b"], r["degenerate"]) == (5, 4, False)
+
+    rng = np.random.default_rng(1)
+    x, y = rng.binomial(1, 0.6, 300).astype(float), rng.binomial(1, 0.4, 250).astype(float)
+    r = independent_comparison(x, y, n_boot=4000)
+    hand = np.random.default_rng(7)
+    boot = [hand.choice(x, x.size).mean() - hand.choice(y, y.size).mean() for _ in range(4000)]
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    assert r["ci_low"] == pytest.approx(lo, abs=0.015) and r["ci_high"] == pytest.approx(hi, abs=0.015)
+    assert r["ci_low"] < r["diff"] < r["ci_high"] and r["p_value"] < 0.001
+
+    same = independent_comparison([1.0, 1.0], [1.0, 1.0, 1.0])
+    assert same["degenerate"] and same["p_value"] == 1.0 and same["ci_low"] == same["ci_high"] == 0.0
+    json.dumps(r, allow_nan=False)
+    with pytest.raises(ValueError, match="alternative"):
+        independent_comparison([1.0, 2.0], [1.0], alternative="bigger")

@@ -19,7 +19,7 @@ from .fid import feature_statistics, fid, fid_from_features, fid_torch_fidelity,
 from .ssim import SSIM_SETTINGS, ssim
 from .clip_similarity import clip_similarity
 from .classification import classification_metrics, macro_f1, top1, top3, top5, top_k_accuracy
-from .stats import bootstrap_ci, bootstrap_summary, paired_comparison
+from .stats import bootstrap_ci, bootstrap_summary, independent_comparison, paired_comparison
 
 __all__ = [
     "METRICS", "Metric", "UnknownMetricError", "get_metric", "list_metrics", "register",
@@ -29,5 +29,5 @@ __all__ = [
     "SSIM_SETTINGS", "ssim",
     "clip_similarity",
     "classification_metrics", "macro_f1", "top1", "top3", "top5", "top_k_accuracy",
-    "bootstrap_ci", "bootstrap_summary", "paired_comparison",
+    "bootstrap_ci", "bootstrap_summary", "independent_comparison", "paired_comparison",
 ]

@@ -20,7 +20,7 @@ from scipy import stats as sps
 
 from ._util import to_numpy
 
-__all__ = ["bootstrap_ci", "bootstrap_summary", "paired_comparison"]
+__all__ = ["bootstrap_ci", "bootstrap_summary", "independent_comparison", "paired_comparison"]
 
 _METHODS = ("percentile", "basic", "BCa")
 
@@ -157,4 +157,54 @@ def paired_comparison(
         pw = 1.0
     out.update(ci_low=ci["ci_low"], ci_high=ci["ci_high"], p_value=float(min(1.0, res.pvalue)),
                p_value_wilcoxon=pw, degenerate=False)
+    return out
+
+
+def _diff_of_means(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+
+def independent_comparison(
+    a: Any,
+    b: Any,
+    n_resamples: int = 9999,
+    seed: int = 0,
+    alternative: str = "two-sided",
+    level: float = 0.95,
+    n_boot: int = 2000,
+) -> dict:
+    """Comparison of two scores measured on different units (e.g. two datasets' test trials).
+
+    Test: ``scipy.stats.permutation_test`` with ``permutation_type="independent"`` (units
+    reassigned between the groups; exact when the number of splits is <= ``n_resamples``) on
+    ``mean(a) - mean(b)``. CI: percentile bootstrap resampling each group on its own
+    (``scipy.stats.bootstrap``, ``paired=False``). Same keys as :func:`paired_comparison`, with
+    ``n_a`` and ``n_b`` for ``n``. Degenerate when every value in both groups is equal.
+    """
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
+    x, y = _units(a, "a"), _units(b, "b")
+    diff = float(x.mean() - y.mean())
+    degenerate = x.size < 2 or y.size < 2 or bool(np.all(x == x[0]) and np.all(y == x[0]))
+    out = {
+        "diff": diff,
+        "n_a": int(x.size),
+        "n_b": int(y.size),
+        "test": "permutation test (independent samples) on mean(a) - mean(b)",
+        "alternative": alternative,
+        "n_resamples": int(n_resamples),
+        "seed": int(seed),
+        "level": float(level),
+    }
+    if degenerate:
+        out.update(ci_low=diff, ci_high=diff, p_value=1.0, degenerate=True)
+        return out
+    res = sps.permutation_test((x, y), _diff_of_means, permutation_type="independent", vectorized=True,
+                               n_resamples=int(n_resamples), alternative=alternative,
+                               rng=np.random.default_rng(seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=sps.DegenerateDataWarning)
+        ci = sps.bootstrap((x, y), _diff_of_means, paired=False, vectorized=True, n_resamples=int(n_boot),
+                           confidence_level=level, method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_value=float(min(1.0, res.pvalue)), degenerate=False)
     return out
