@@ -4,27 +4,35 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.leaderboard import COLUMNS, SET_LEVEL, load_records
+from bench.leaderboard import COLUMNS, SET_LEVEL, load_records, records_of_grid
 from bench.metrics import paired_comparison
 from brainvis.errors import UserError
 
 
 def _match_key(r: dict) -> tuple:
-    return (r["subject"], float(r["fraction"]), r["seed"])
+    return (str(r.get("config", {}).get("dataset_id", "")), r["subject"], float(r["fraction"]), r["seed"])
+
+
+def _preference(r: dict) -> tuple:
+    """Among one method's records for one match key: w closest to 0.5, then a generating run
+    (a classification-only run may skip stages, e.g. BrainVis' alignment), then the key."""
+    return (abs(r["w"] - 0.5), r.get("config", {}).get("backbones") == "none", r["key"])
 
 
 def compare_methods(store, method_a: str, method_b: str, *, subject: int | None = None, metrics: list[str] | None = None, grid: str | None = None) -> dict:
     """Per metric: mean difference A - B over paired test trials, 95% CI, permutation p-value.
 
-    Trials pair up when both methods ran on the same subject, data fraction and seed (hence the same
-    test trials, in the same order). For methods with several w, the record closest to w = 0.5 is used.
+    Trials pair up when both methods ran on the same dataset, subject, data fraction and seed (hence
+    the same test trials, in the same order). For methods with several w, the record closest to
+    w = 0.5 is used. ``grid``: only the records that grid's leaderboard uses.
     """
-    recs = [r for r in load_records(store) if r.get("status") == "ok" and (grid is None or r.get("grid", grid) == grid)]
+    recs = load_records(store)
+    recs = [r for r in (records_of_grid(recs, grid) if grid else recs) if r.get("status") == "ok"]
     if subject is not None:
         recs = [r for r in recs if r["subject"] == subject]
     by = {}
     for m in (method_a, method_b):
-        mine = sorted((r for r in recs if r["method"] == m and not r.get("variant")), key=lambda r: (abs(r["w"] - 0.5), r["key"]))
+        mine = sorted((r for r in recs if r["method"] == m and not r.get("variant")), key=_preference)
         if not mine:
             known = sorted({r["method"] for r in recs})
             raise UserError(f"no records of method {m!r} in {store}" + (f" for subject {subject}" if subject is not None else "") + f"; methods there: {', '.join(known)}")
@@ -34,7 +42,7 @@ def compare_methods(store, method_a: str, method_b: str, *, subject: int | None 
         by[m] = table
     pairs = sorted(set(by[method_a]) & set(by[method_b]))
     if not pairs:
-        raise UserError(f"{method_a} and {method_b} share no (subject, fraction, seed): nothing to pair")
+        raise UserError(f"{method_a} and {method_b} share no (dataset, subject, fraction, seed): nothing to pair")
     names = metrics or [m for m in COLUMNS if m not in SET_LEVEL]
     out = {}
     for metric in names:
@@ -54,7 +62,7 @@ def compare_methods(store, method_a: str, method_b: str, *, subject: int | None 
 
 
 def compare_markdown(result: dict) -> str:
-    lines = [f"Paired comparison {result['a']} - {result['b']} over {len(result['pairs'])} matched (subject, fraction, seed) trials", "",
+    lines = [f"Paired comparison {result['a']} - {result['b']} over {len(result['pairs'])} matched (dataset, subject, fraction, seed) runs", "",
              "| metric | mean A | mean B | A - B | 95% CI | p (permutation) | p (Wilcoxon) | n |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for m, r in result["metrics"].items():
         lines.append(f"| {COLUMNS[m][0]} | {r['mean_a']:.4f} | {r['mean_b']:.4f} | {r['diff']:+.4f} | [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['p_value']:.4g} | {r['p_value_wilcoxon']:.4g} | {r['n']} |")

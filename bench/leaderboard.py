@@ -330,7 +330,7 @@ def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None
         out += ["## Average over subjects", "", markdown_table(ok, metrics, chance, labels), ""]
     for s in subjects:
         out += [f"## Subject {s}", "", markdown_table([r for r in ok if r["subject"] == s], metrics, chance, labels), ""]
-    datasets = sorted({str(r.get("config", {}).get("dataset_id", "")) for r in ok}, key=lambda d: (list(labels or {}).index(d) if d in (labels or {}) else len(labels or {}), d))
+    datasets = list(dict.fromkeys(k.dataset for k in group_rows(ok, list(labels or {}))[0]))  # display order
     if len(datasets) == 2:
         comparison = dataset_comparison(ok, metrics, datasets, labels)
         if comparison:

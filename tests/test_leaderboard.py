@@ -85,10 +85,23 @@ def test_cli_leaderboard_and_compare(tmp_path, capsys):
 def test_compare_pairs_the_same_trials(tmp_path):
     store = _records(tmp_path)
     res = compare_methods(store, "brainvis", "lstm", subject=4)
-    assert res["pairs"] == [[4, 0.1, 0], [4, 1.0, 0]]
+    assert res["pairs"] == [["cvpr40-synth-mini-abc", 4, 0.1, 0], ["cvpr40-synth-mini-abc", 4, 1.0, 0]]
     top1 = res["metrics"]["top1"]
     assert top1["n"] == 80 and top1["diff"] == pytest.approx(top1["mean_a"] - top1["mean_b"])
     assert top1["ci_low"] <= top1["diff"] <= top1["ci_high"]
+
+
+def test_compare_never_pairs_trials_of_two_datasets(tmp_path):
+    """Same subject, fraction and seed on another world means other test trials: no pair across datasets."""
+    store = _records(tmp_path)
+    stored = [json.loads(p.read_text()) for p in sorted((store / "records").glob("k0*.json"))]
+    full = {r["method"]: r for r in stored if r.get("fraction") == 1.0 and r.get("subject") == 1}
+    for key, method, dataset in (("k700", "brainvis", "cvpr40-synth-mini-drift"), ("k701", "chance", "cvpr40-synth-mini-drift"), ("k702", "lstm", "cvpr40-synth-mini-abc")):
+        rec = full[method] | {"key": key, "subject": 2, "config": full[method]["config"] | {"dataset_id": dataset}}
+        (store / "records" / f"{key}.json").write_text(json.dumps(rec))
+    with pytest.raises(Exception, match="share no"):  # subject 2: brainvis on the drift world, lstm on the other
+        compare_methods(store, "brainvis", "lstm", subject=2)
+    assert compare_methods(store, "brainvis", "chance", subject=2)["pairs"] == [["cvpr40-synth-mini-drift", 2, 1.0, 0]]
 
 
 def test_committed_leaderboards_regenerate_byte_identically(tmp_path):
