@@ -247,14 +247,15 @@ def compare(
     store: Path = typer.Option(Path("runs/data_scaling"), help="Results store."),
     grid: Optional[str] = typer.Option(None, help="Only records of this grid."),
     subject: Optional[int] = typer.Option(None, help="Only this subject."),
+    dataset: Optional[str] = typer.Option(None, help="Only this dataset id (default: pairs from every dataset in the store, pooled)."),
     metric: Optional[list[str]] = typer.Option(None, help="Metrics (repeatable; default: all per-trial metrics)."),
     markdown: Optional[Path] = typer.Option(None, help="Also write the table as markdown here."),
 ) -> None:
     """Paired difference A - B with 95% CI and p-values, on the same test trials."""
     from bench.compare import compare_markdown, compare_methods
 
-    res = compare_methods(store, method_a, method_b, subject=subject, metrics=metric, grid=grid)
-    table = Table(title=f"{method_a} - {method_b} ({len(res['pairs'])} paired trial sets)")
+    res = compare_methods(store, method_a, method_b, subject=subject, metrics=metric, grid=grid, dataset=dataset)
+    table = Table(title=f"{method_a} - {method_b} ({len(res['pairs'])} paired trial sets; {', '.join(res['datasets'])})")
     for col in ("metric", "mean A", "mean B", "A - B", "95% CI", "p perm", "p Wilcoxon", "n"):
         table.add_column(col, justify="right")
     for m, r in res["metrics"].items():

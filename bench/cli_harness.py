@@ -107,41 +107,62 @@ def resolve_data(data: Path | None, *, say: Callable[[str], None] = lambda m: No
     return root, folder_dataset_id(root)
 
 
+def summary_width(out: Console, log_width: int = 160) -> int:
+    """A terminal's width (or $COLUMNS); ``log_width`` when stdout is a file or pipe (rich would use 80)."""
+    return out.width if out.is_terminal or "COLUMNS" in os.environ else log_width
+
+
+def print_table(out: Console, table: Table) -> None:
+    """Print at :func:`summary_width`, wider than rich's 80 columns when writing to a log."""
+    width = summary_width(out)
+    if width <= out.width:
+        out.print(table)
+    else:
+        Console(file=out.file, width=width, color_system=None).print(table)
+
+
 def metric_summary(frame, keys: list[str], width: int = 160) -> Table | None:
-    """Method (x variant) x metric means over this run's ok records: the headline metrics first, as many as fit ``width`` columns."""
+    """Method (x variant) x metric means over this run's ok records: the headline metrics first (the
+    leaderboard's names), then the rest, as many as fit ``width`` columns without truncating a cell."""
     if frame.empty:
         return None
     df = frame[frame["key"].isin(keys)]
     if df.empty:
         return None
-    metrics = [c for c in df.columns if c.startswith("metric.") and not c.endswith((".ci_low", ".ci_high"))]
     short = {"metric.top1": "top-1", "metric.n_way_top_k": "N-way", "metric.inception_score": "IS", "metric.ssim": "SSIM",
-             "metric.clip_similarity": "CLIP", "metric.fid": "FID", "metric.top5": "top-5"}  # fmt: skip
-    preferred = list(short)
-    metrics = [m for m in preferred if m in metrics] + sorted(m for m in metrics if m not in preferred)
+             "metric.clip_similarity": "CS", "metric.fid": "FID", "metric.top5": "top-5"}  # fmt: skip
+    present = [c for c in df.columns if c.startswith("metric.") and not c.endswith((".ci_low", ".ci_high"))]
+    metrics = [m for m in short if m in present] + sorted(m for m in present if m not in short)
     df = df.assign(row=df["method"] + df["variant"].fillna("").map(lambda v: f" [{v}]" if v else ""))
-    name_w = max(map(len, df["row"]))
-    used, shown = 1 + (name_w + 3) + 5 + 9, []  # borders and padding: 3 per column
+    rows = []
+    for row, g in df.groupby("row", sort=False):
+        ok = g[g["status"] == "ok"]
+        cells = {"method": str(row), "ok": str(len(ok)), "failed": str(int((g["status"] != "ok").sum()))}
+        for m in metrics:
+            vals = ok[m].dropna() if m in ok else []
+            cells[m] = f"{vals.mean():.3f}" if len(vals) else "-"
+        rows.append(cells)
+
+    def col_width(col: str, header: str) -> int:  # rich: one border + one space of padding each side
+        return max(len(header), *(len(r[col]) for r in rows)) + 3
+
+    used = 1 + sum(col_width(c, c) for c in ("method", "ok", "failed"))
+    shown = []
     for m in metrics:
-        need = max(len(short.get(m, m.removeprefix("metric."))), 6) + 3
+        need = col_width(m, short.get(m, m.removeprefix("metric.")))
         if used + need > width:
             break
         used += need
         shown.append(m)
     left = len(metrics) - len(shown)
-    table = Table(title="mean over this grid's trials (ok only)", caption=f"{left} more metric(s) in the leaderboard and the store" if left else None)
-    table.add_column("method", min_width=name_w)
+    table = Table(title="mean over this grid's trials (ok only)", caption=f"{left} more metric(s) in the store's records" if left else None)
+    table.add_column("method", no_wrap=True)
     table.add_column("ok", justify="right")
     table.add_column("failed", justify="right")
     for m in shown:
-        table.add_column(short.get(m, m.removeprefix("metric.")), justify="right")
-    for row, g in df.groupby("row", sort=False):
-        ok = g[g["status"] == "ok"]
-        cells = [str(row), str(len(ok)), str(int((g["status"] != "ok").sum()))]
-        for m in shown:
-            vals = ok[m].dropna() if m in ok else []
-            cells.append(f"{vals.mean():.3f}" if len(vals) else "-")
-        table.add_row(*cells)
+        table.add_column(short.get(m, m.removeprefix("metric.")), justify="right", no_wrap=True)
+    for cells in rows:
+        table.add_row(cells["method"], cells["ok"], cells["failed"], *(cells[m] for m in shown))
     return table
 
 
@@ -242,11 +263,9 @@ def _run_one_dataset(g, data: tuple[Path, str], store, max_concurrent, gpus_per_
         soft_wrap=True,
     )
     frame = st.load_frame()
-    # A terminal shows what fits its width; a log file (stdout not a terminal) gets 160 columns, not rich's 80.
-    width = console.width if console.is_terminal or "COLUMNS" in os.environ else 160
-    table = metric_summary(frame, summary.keys, width=width)
+    table = metric_summary(frame, summary.keys, width=summary_width(console))
     if table is not None:
-        console.print(table, width=width) if width <= console.width else Console(file=console.file, width=width).print(table)
+        print_table(console, table)
     if summary.failed_keys:
         fails = frame[frame["key"].isin(summary.failed_keys)]
         for _, r in fails.head(10).iterrows():
@@ -254,17 +273,20 @@ def _run_one_dataset(g, data: tuple[Path, str], store, max_concurrent, gpus_per_
         if len(fails) > 10:
             err_console.print(f"... and {len(fails) - 10} more failed trials", highlight=False)
     ensure_audit(st.root, root, dataset_id, name="audit.json" if not g.worlds else f"audit-{dataset_id}.json")
-    try:
-        from bench.leaderboard import write_leaderboard  # written by another part of the project
-    except ImportError:
-        pass
-    else:
-        if summary.ok or summary.skipped_ok:
-            try:
-                written = write_leaderboard(st.root, g.name, out_dir=st.root / "leaderboard", data_root=root)
-                console.print(f"leaderboard: {', '.join(map(str, written or []))}", highlight=False, soft_wrap=True)
-            except Exception as exc:  # noqa: BLE001 - the results are in the store either way
-                err_console.print(f"[yellow]leaderboard not written:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+    if summary.ok or summary.skipped_ok:
+        from dataclasses import replace
+
+        from bench.grid import load_grid
+        from bench.leaderboard import write_leaderboard
+
+        try:
+            # The grid's whole table (every method in the store), widened by this run's --subjects/--seeds.
+            base = load_grid(g.source, check=False)
+            board = replace(base, subjects=tuple(dict.fromkeys(base.subjects + g.subjects)), seeds=tuple(dict.fromkeys(base.seeds + g.seeds)))
+            written = write_leaderboard(st.root, board, out_dir=st.root / "leaderboard", data_root=root)
+            console.print(f"leaderboard: {', '.join(map(str, written or []))}", highlight=False, soft_wrap=True)
+        except Exception as exc:  # noqa: BLE001 - the results are in the store either way
+            err_console.print(f"[yellow]leaderboard not written:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
     return 130 if summary.not_run else 1 if summary.failed_keys else 0
 
 

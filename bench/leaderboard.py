@@ -17,10 +17,14 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.metrics import bootstrap_summary
+
+if TYPE_CHECKING:
+    from bench.grid import Grid
 
 # metric -> (column title, higher is better, format)
 COLUMNS: dict[str, tuple[str, bool, str]] = {
@@ -62,6 +66,10 @@ def load_records(store: str | Path) -> list[dict]:
     return out
 
 
+def _config(r: dict) -> dict:
+    return r.get("config") or {}
+
+
 @dataclass(frozen=True)
 class RowKey:
     method: str
@@ -74,20 +82,34 @@ class RowKey:
         return self.method + (f" [{self.variant}]" if self.variant else "")
 
 
-def dataset_labels(grid: str) -> dict[str, str]:
+def resolve_grid(grid: "str | Grid") -> "tuple[str, Grid | None]":
+    """(name, Grid) for a shipped grid's name, a grid file's path or a Grid; (name, None) for a name
+    no grid file answers to (a store's records may name a grid that is not shipped)."""
+    from bench.grid import Grid, load_grid
+    from brainvis.errors import UserError
+
+    if isinstance(grid, Grid):
+        return grid.name, grid
+    try:
+        g = load_grid(grid, check=False)
+    except UserError:
+        return str(grid), None
+    return g.name, g
+
+
+def dataset_labels(grid: "str | Grid") -> dict[str, str]:
     """World id -> a readable name ("mini world, block drift") for a grid that runs on several synthetic worlds."""
-    from bench.grid import load_grid
     from bench.world.spec import make_spec
     from brainvis.errors import UserError
 
-    try:
-        worlds = load_grid(grid, check=False).worlds
-    except UserError:
-        return {}
+    g = resolve_grid(grid)[1]
     labels = {}
-    for w in worlds:
-        scale, seed, drift = w.get("scale", "mini"), int(w.get("seed", 0)), bool(w.get("block_drift", False))
-        labels[make_spec(scale, seed=seed, block_drift=drift).world_id] = f"{scale} world" + (f" seed {seed}" if seed else "") + (", block drift" if drift else "")
+    for w in g.worlds if g else ():
+        try:
+            scale, seed, drift = str(w.get("scale", "mini")), int(w.get("seed", 0)), bool(w.get("block_drift", False))
+            labels[make_spec(scale, seed=seed, block_drift=drift).world_id] = f"{scale} world" + (f" seed {seed}" if seed else "") + (", block drift" if drift else "")
+        except (UserError, TypeError, ValueError):
+            continue  # a bad world entry: `bench run` reports it; here its records just keep their id
     return labels
 
 
@@ -95,7 +117,7 @@ def _row_key(rec: dict, uses_w: dict[str, bool]) -> RowKey:
     variant = rec.get("variant") or ""
     if not variant and rec.get("options"):
         variant = ",".join(f"{k}={v}" for k, v in sorted(rec["options"].items()))
-    dataset = str(rec.get("config", {}).get("dataset_id", ""))
+    dataset = str(_config(rec).get("dataset_id", ""))
     return RowKey(rec["method"], variant, float(rec["fraction"]), float(rec["w"]) if uses_w.get(rec["method"], False) else None, dataset)
 
 
@@ -218,12 +240,11 @@ def dataset_comparison(records: list[dict], metrics: list[str], datasets: list[s
             continue
         cells = []
         for m in per_trial:
-            xa = [np.asarray(r["metrics"][m]["per_trial"], float) for r in sets[a] if r.get("metrics", {}).get(m, {}).get("per_trial")]
-            xb = [np.asarray(r["metrics"][m]["per_trial"], float) for r in sets[b] if r.get("metrics", {}).get(m, {}).get("per_trial")]
-            if not xa or not xb:
+            xa, xb = _trial_units(sets[a], sets[b], m)
+            if xa is None:
                 cells.append("–")
                 continue
-            c = independent_comparison(np.concatenate(xb), np.concatenate(xa), n_resamples=9999, n_boot=2000, seed=0)
+            c = independent_comparison(xb, xa, n_resamples=9999, n_boot=2000, seed=0)
             f = COLUMNS[m][2]
             cells.append(f"{c['diff']:+.3f} [{f.format(c['ci_low'])}, {f.format(c['ci_high'])}], p={c['p_value']:.3g}")
         label = method + (f" [{variant}]" if variant else "")
@@ -236,10 +257,34 @@ def dataset_comparison(records: list[dict], metrics: list[str], datasets: list[s
     head = ["method", *axes, *[f"Δ {COLUMNS[m][0]}" for m in per_trial]]
     intro = (
         f"Change from **{labels.get(a, a)}** to **{labels.get(b, b)}** (the second minus the first), per method: mean over test "
-        "trials, 95% bootstrap CI (each dataset's trials resampled on their own), and a two-sided permutation-test p-value "
-        "for independent samples (the datasets have different test trials; not corrected for multiple comparisons)."
+        "trials (subjects both datasets have; each trial's value averaged over seeds), 95% percentile-bootstrap CI (each "
+        "dataset's trials resampled on their own), and a two-sided permutation-test p-value for independent samples (the "
+        "datasets have different test trials; not corrected for multiple comparisons). On small binary samples the "
+        "bootstrap CI can exclude 0 while p > 0.05: judge significance by p."
     )
     return "\n".join([intro, "", "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (1 + len(axes)) + ["---:"] * len(per_trial)) + "|", *lines])
+
+
+def _trial_units(recs_a: list[dict], recs_b: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+    """Per-trial values of ``metric`` for the subjects both record sets cover; a trial repeated over
+    seeds is one unit (its mean over seeds), so seeds do not pass for independent trials."""
+
+    def by_subject(recs: list[dict]) -> dict[int, list[np.ndarray]]:
+        out: dict[int, list[np.ndarray]] = defaultdict(list)
+        for r in sorted(recs, key=lambda r: (r["seed"], r["key"])):
+            v = r.get("metrics", {}).get(metric) or {}
+            if v.get("per_trial"):
+                out[r["subject"]].append(np.asarray(v["per_trial"], dtype=float))
+        return out
+
+    def units(runs: list[np.ndarray]) -> np.ndarray:
+        return np.mean(runs, axis=0) if len({len(x) for x in runs}) == 1 else np.concatenate(runs)
+
+    sa, sb = by_subject(recs_a), by_subject(recs_b)
+    common = sorted(set(sa) & set(sb))
+    if not common:
+        return None, None
+    return np.concatenate([units(sa[s]) for s in common]), np.concatenate([units(sb[s]) for s in common])
 
 
 def _chance(records: list[dict]) -> dict[str, float]:
@@ -254,18 +299,17 @@ def _chance(records: list[dict]) -> dict[str, float]:
     return out
 
 
-def _protocol(records: list[dict], grid: str, audit: dict | None, labels: dict[str, str] | None = None) -> list[str]:
+def _protocol(records: list[dict], grid: str, audit: dict | None, labels: dict[str, str] | None = None, about: str = "") -> list[str]:
     first_nway = next((r["metrics"]["n_way_top_k"] for r in records if "n_way_top_k" in r.get("metrics", {})), None)
     ssim = next((r["metrics"]["ssim"] for r in records if "ssim" in r.get("metrics", {})), None)
     isc = next((r["metrics"]["inception_score"] for r in records if "inception_score" in r.get("metrics", {})), None)
-    datasets = sorted({r.get("config", {}).get("dataset_id", "?") for r in records})
-    backbones = sorted({json.dumps(r.get("config", {}).get("backbone_ids", {}), sort_keys=True) for r in records})
+    datasets = sorted({_config(r).get("dataset_id", "?") for r in records})
+    backbones = sorted({json.dumps(_config(r).get("backbone_ids", {}), sort_keys=True) for r in records})
     commits = sorted({(r.get("git_commit") or "unknown")[:12] for r in records})
     seeds = sorted({r["seed"] for r in records})
     subjects = sorted({r["subject"] for r in records})
     last = max((r.get("finished") or "" for r in records), default="")[:10]
     lines = [f"- grid `{grid}`; {len(records)} trial records; subjects {subjects}; seeds {seeds}"]
-    about = _grid_text(grid)
     if about:
         lines.append(f"- about the grid: {about}")
     if first_nway:
@@ -296,16 +340,10 @@ def _protocol(records: list[dict], grid: str, audit: dict | None, labels: dict[s
     return lines
 
 
-def _grid_text(grid: str) -> str:
-    """A shipped grid's description and note, as written in its TOML file."""
-    from bench.grid import load_grid
-    from brainvis.errors import UserError
-
-    try:
-        g = load_grid(grid, check=False)
-    except UserError:
-        return ""
-    return " ".join(t for t in (g.description, g.note) if t)
+def _grid_text(grid: "str | Grid") -> str:
+    """A grid's description and note, as written in its TOML file."""
+    g = resolve_grid(grid)[1]
+    return " ".join(t for t in (g.description, g.note) if t) if g else ""
 
 
 def _published_table() -> str:
@@ -316,12 +354,12 @@ def _published_table() -> str:
     return "\n".join(lines) + f"\n\nSource: {PUBLISHED['source']}. The v1 SSIM used `data_range=255` on normalised floats (inflated); its IS used a non-standard formula."
 
 
-def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None, plots: list[str] = (), gallery: str | None = None, labels: dict[str, str] | None = None) -> str:
+def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None, plots: list[str] = (), gallery: str | None = None, labels: dict[str, str] | None = None, about: str = "") -> str:
     ok = [r for r in records if r.get("status") == "ok"]
     failed = [r for r in records if r.get("status") != "ok"]
     metrics = _present_metrics(ok)
     chance = _chance(ok)
-    synthetic = any(str(r.get("config", {}).get("dataset_id", "")).startswith("cvpr40-synth") for r in ok)
+    synthetic = any(str(_config(r).get("dataset_id", "")).startswith("cvpr40-synth") for r in ok)
     out = [f"# Leaderboard: `{grid}`", ""]
     if synthetic:
         out += ["> **Synthetic data.** These numbers come from the synthetic EEG-CVPR40-format world and the mini backbones; they test the pipeline and the protocol and are **not comparable to published numbers**.", ""]
@@ -342,7 +380,7 @@ def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None
             out += ["", f"Reconstructions (ground truth | stage 1 | final) for fixed test trials: ![gallery]({gallery})"]
         out += [""]
     out += ["## As published (not measured here; not comparable to the tables above)", "", _published_table(), ""]
-    out += ["## Protocol", ""] + _protocol(ok, grid, audit, labels) + [""]
+    out += ["## Protocol", ""] + _protocol(ok, grid, audit, labels, about) + [""]
     if failed:
         out += [f"Failed trials (not in the tables): {', '.join(sorted(r['key'] for r in failed))}", ""]
     order, groups = group_rows(ok, list(labels or {}))
@@ -490,62 +528,64 @@ def plot_gallery(records: list[dict], data_root: Path | None, path: Path, n_tria
     return True
 
 
-def records_of_grid(records: list[dict], grid: str) -> list[dict]:
-    """The records a grid covers. A trial shared by several grids is stored once (same key), so
-    membership is decided by the grid's axes (method, fraction, w, options; subjects and seeds: the
-    grid's own and any a run of this grid added on the command line), whether it generates images,
-    and, for a grid over named synthetic worlds, the dataset. Grids that are not shipped (a user's file)
-    fall back to the record's ``grid`` field."""
-    from bench.grid import expand, load_grid
-    from brainvis.errors import UserError
+def records_of_grid(records: list[dict], grid: "str | Grid") -> list[dict]:
+    """The records a grid covers (``grid``: a shipped grid's name, a grid file, or a Grid with its
+    command-line overrides applied, as `bench run` passes it).
 
-    try:
-        g = load_grid(grid, check=False)
-        specs = expand(g)
-    except UserError:
-        return [r for r in records if r.get("grid", grid) == grid]
-    wanted = {(s.method, float(s.fraction), float(s.w), tuple(sorted(dict(s.options).items()))) for s in specs}
-    worlds = set(dataset_labels(grid))
+    A trial shared by several grids is stored once (same key) and tagged with the grid that ran it
+    first, so membership is decided by the grid's axes: method, fraction, w and options; whether it
+    generates images; for a grid over named synthetic worlds, the dataset; and subjects and seeds:
+    the grid's own plus those of records a run of this grid wrote (``--subjects``/``--seeds``), so a
+    trial another grid ran for another subject does not change this grid's averages. Stores whose
+    records carry no grid tag accept any subject, seed and dataset. A name no grid file answers to
+    selects records by tag."""
+    from bench.grid import expand
+
+    name, g = resolve_grid(grid)
+    if g is None:
+        return [r for r in records if r.get("grid", name) == name]
+    wanted = {(s.method, float(s.fraction), float(s.w), tuple(sorted(dict(s.options).items()))) for s in expand(g)}
+    tagged = any(r.get("grid") for r in records)
+    ran_here = [r for r in records if r.get("grid") in {name, g.source}]
+    worlds = set(dataset_labels(g)) | {_config(r).get("dataset_id") for r in ran_here}  # a worlds grid run with --data
+    subjects = set(g.axes()["subject"]) | {r["subject"] for r in ran_here}
+    seeds = set(g.axes()["seed"]) | {r["seed"] for r in ran_here}
 
     def ident(r: dict) -> tuple:
         return (r["method"], float(r["fraction"]), float(r["w"]), tuple(sorted((r.get("options") or {}).items())))
 
     def generates(r: dict) -> bool:
-        return r.get("config", {}).get("backbones", "mini") != "none"
+        return _config(r).get("backbones", "mini") != "none"
 
-    def dataset_ok(r: dict) -> bool:
-        return not worlds or r.get("config", {}).get("dataset_id") in worlds
+    def in_scope(r: dict) -> bool:
+        if not tagged:
+            return True
+        return (not g.worlds or _config(r).get("dataset_id") in worlds) and r["subject"] in subjects and r["seed"] in seeds
 
-    # Subjects and seeds: the grid's own, plus any a run of this grid added (--subjects/--seeds), so a
-    # trial another grid ran for other subjects does not change this grid's averages.
-    ran_here = [r for r in records if r.get("grid") == grid]
-    subjects = set(g.axes()["subject"]) | {r["subject"] for r in ran_here}
-    seeds = set(g.axes()["seed"]) | {r["seed"] for r in ran_here}
-    return [
-        r for r in records
-        if ident(r) in wanted and generates(r) == g.generate and dataset_ok(r) and r["subject"] in subjects and r["seed"] in seeds
-    ]  # fmt: skip
+    return [r for r in records if ident(r) in wanted and generates(r) == g.generate and in_scope(r)]
 
 
-def write_leaderboard(store: str | Path, grid: str, out_dir: str | Path = "leaderboards", fmt: str = "md", *, data_root: str | Path | None = None, figures: bool = True) -> list[Path]:
-    """Write ``<out>/<grid>.md`` (or .tex / .csv) and its figures from the store's records."""
+def write_leaderboard(store: str | Path, grid: "str | Grid", out_dir: str | Path = "leaderboards", fmt: str = "md", *, data_root: str | Path | None = None, figures: bool = True) -> list[Path]:
+    """Write ``<out>/<grid name>.md`` (or .tex / .csv) and its figures from the store's records.
+    ``grid``: a name, a grid file or a Grid (see :func:`records_of_grid`)."""
     store, out_dir = Path(store), Path(out_dir)
-    records = records_of_grid(load_records(store), grid)
+    name, g = resolve_grid(grid)
+    records = records_of_grid(load_records(store), g or name)
     if not records:
         from brainvis.errors import UserError
 
-        raise UserError(f"{store}: no trial records for grid {grid!r}")
+        raise UserError(f"{store}: no trial records for grid {name!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if fmt == "latex":
-        written.append(out_dir / f"{grid}.tex")
-        written[-1].write_text(render_latex(records, dataset_labels(grid)))
+        written.append(out_dir / f"{name}.tex")
+        written[-1].write_text(render_latex(records, dataset_labels(g or name)))
         return written
     if fmt == "csv":
-        written.append(out_dir / f"{grid}.csv")
+        written.append(out_dir / f"{name}.csv")
         written[-1].write_text(render_csv(records))
         return written
-    datasets = {str(r.get("config", {}).get("dataset_id", "")) for r in records}
+    datasets = {str(_config(r).get("dataset_id", "")) for r in records}
     audits: dict[str, dict] = {}  # one per dataset of these records (a store may hold audit.json and audit-<id>.json of the same one)
     for p in sorted(store.glob("audit*.json")):
         a = json.loads(p.read_text())
@@ -557,13 +597,13 @@ def write_leaderboard(store: str | Path, grid: str, out_dir: str | Path = "leade
     plots = []
     for axis in ("fraction", "w"):
         if _plottable(ok, axis):
-            plots.append(f"{grid}_{axis}.png")
+            plots.append(f"{name}_{axis}.png")
             if figures:
                 plot_axis(ok, axis, metrics, out_dir / plots[-1])
-    gallery = f"{grid}_gallery.png" if any(r.get("images_dir") for r in ok) else None
+    gallery = f"{name}_gallery.png" if any(r.get("images_dir") for r in ok) else None
     if gallery and figures:
         plot_gallery(ok, Path(data_root) if data_root else None, out_dir / gallery)
-    md = out_dir / f"{grid}.md"
-    md.write_text(render_markdown(records, grid, audit=audit, plots=plots, gallery=gallery, labels=dataset_labels(grid)))
+    md = out_dir / f"{name}.md"
+    md.write_text(render_markdown(records, name, audit=audit, plots=plots, gallery=gallery, labels=dataset_labels(g or name), about=_grid_text(g or name)))
     written.append(md)
     return written

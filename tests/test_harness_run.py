@@ -277,22 +277,38 @@ def test_perf_helpers():
     assert calibrate_burn(0.05) >= 10
 
 
-def test_run_summary_table_fits_the_screen_and_keeps_the_headline_metrics():
-    """`bench run`'s closing table: never truncated cells; headline metrics first; the rest counted in a caption."""
+def test_run_summary_table_fits_the_screen_and_keeps_the_headline_metrics(monkeypatch):
+    """`bench run`'s closing table: never a truncated cell at any width; headline metrics first, named as
+    in the leaderboard; the rest counted in a caption; 160 columns when stdout is a log file."""
+    import io
+
     import pandas as pd
     from rich.console import Console
 
-    from bench.cli_harness import metric_summary
+    from bench.cli_harness import metric_summary, print_table, summary_width
 
     names = ["top1", "n_way_top_k", "inception_score", "ssim", "clip_similarity", "fid", "top5", "top3", "macro_f1", "n_way_top_k_label"]
-    rows = [{"key": f"k{i}", "method": m, "variant": None, "status": "ok", **{f"metric.{n}": 0.5 + i for n in names}}
-            for i, m in enumerate(["brainvis_stage2_random", "eegnet"])]  # fmt: skip
-    frame = pd.DataFrame(rows)
-    for width, shown in ((80, 4), (200, 10)):
-        table = metric_summary(frame, ["k0", "k1"], width=width)
-        console = Console(width=width, record=True, file=open("/dev/null", "w"))
-        console.print(table)
-        text = console.export_text()
-        assert "…" not in text and "brainvis_stage2_random" in text
-        assert [c.header for c in table.columns][3:] == ["top-1", "N-way", "IS", "SSIM", "CLIP", "FID", "top-5", "macro_f1", "n_way_top_k_label", "top3"][:shown]
-        assert (table.caption or "") == ("" if shown == 10 else f"{10 - shown} more metric(s) in the leaderboard and the store")
+    for methods in (["lstm"], ["lstm", "brainvis_stage2_random"]):
+        rows = [{"key": f"k{i}", "method": m, "variant": None, "status": "ok", **{f"metric.{n}": (1234.5 if n == "fid" else 0.5 + i) for n in names}}
+                for i, m in enumerate(methods)]  # fmt: skip
+        frame = pd.DataFrame(rows)
+        for width in range(40, 201):  # 40: a narrow terminal, still wider than the method/ok/failed columns
+            table = metric_summary(frame, [r["key"] for r in rows], width=width)
+            console = Console(width=width, record=True, file=io.StringIO())
+            console.print(table)
+            text = console.export_text()
+            assert "…" not in text and all(m in text for m in methods), (methods, width)
+            headers = [c.header for c in table.columns]
+            assert headers[3:] == ["top-1", "N-way", "IS", "SSIM", "CS", "FID", "top-5", "macro_f1", "n_way_top_k_label", "top3"][: len(headers) - 3]
+            left = 13 - len(headers)
+            assert (table.caption or "") == (f"{left} more metric(s) in the store's records" if left else "")
+            assert left > 0 if width <= 80 else True
+        assert left == 0  # at 200 columns every metric is shown
+    assert "1234.500" in text
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    log = io.StringIO()
+    to_file = Console(file=log)  # not a terminal: rich would use 80 columns
+    assert summary_width(to_file) == 160 and summary_width(Console(file=io.StringIO(), force_terminal=True, width=90)) == 90
+    print_table(to_file, metric_summary(frame, ["k0", "k1"], width=160))
+    assert "…" not in log.getvalue() and max(map(len, log.getvalue().splitlines())) > 120

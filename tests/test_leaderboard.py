@@ -102,6 +102,8 @@ def test_compare_never_pairs_trials_of_two_datasets(tmp_path):
     with pytest.raises(Exception, match="share no"):  # subject 2: brainvis on the drift world, lstm on the other
         compare_methods(store, "brainvis", "lstm", subject=2)
     assert compare_methods(store, "brainvis", "chance", subject=2)["pairs"] == [["cvpr40-synth-mini-drift", 2, 1.0, 0]]
+    with pytest.raises(Exception, match="no records of method 'brainvis'"):
+        compare_methods(store, "brainvis", "chance", subject=2, dataset="cvpr40-synth-mini-abc")
 
 
 def test_committed_leaderboards_regenerate_byte_identically(tmp_path):
@@ -176,3 +178,37 @@ def test_a_grid_keeps_its_own_subjects(tmp_path):
     assert {r["subject"] for r in records_of_grid(stored, "data_scaling")} == {1, 4}
     assert "k500" in {r["key"] for r in records_of_grid(stored, "subjects")}
     assert "## Subject 6" not in write_leaderboard(store, "data_scaling", tmp_path / "out", figures=False)[0].read_text()
+
+
+def test_dataset_comparison_units_average_seeds_and_keep_common_subjects():
+    """Seeds repeat the same test trials: one unit per trial (its seed mean), and only subjects both datasets have."""
+    from bench.leaderboard import _trial_units
+
+    def rec(subject, seed, values):
+        return {"key": f"s{subject}-{seed}", "subject": subject, "seed": seed, "metrics": {"top1": {"per_trial": values}}}
+
+    a = [rec(1, 0, [1, 0, 0, 1]), rec(1, 1, [1, 1, 0, 0]), rec(2, 0, [1, 1, 1, 1])]  # subject 2 only in a
+    b = [rec(1, 0, [0, 0, 0, 1])]
+    xa, xb = _trial_units(a, b, "top1")
+    assert xa.tolist() == [1.0, 0.5, 0.0, 0.5] and xb.tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert _trial_units(a, [rec(3, 0, [1, 0])], "top1") == (None, None)
+
+
+def test_grid_membership_for_user_files_untagged_stores_and_worlds_grids_run_on_data(tmp_path):
+    from bench.grid import load_grid
+    from bench.leaderboard import records_of_grid
+
+    def rec(key, subject, grid=None, dataset="cvpr40-real", backbones="mini", **extra):
+        return {"key": key, "status": "ok", "method": "eegnet", "variant": "", "options": {}, "subject": subject, "fraction": 1.0,
+                "w": 0.5, "seed": 0, "grid": grid, "config": {"dataset_id": dataset, "backbones": backbones}, **extra}  # fmt: skip
+
+    mine = tmp_path / "mine.toml"
+    mine.write_text('description = "mine"\n[axes]\nmethod = ["eegnet"]\nsubject = [4]\nfraction = [1.0]\nw = [0.5]\nseed = [0]\n')
+    tagged = [rec("a", 4, "mine"), rec("b", 1, "mine"), rec("c", 2, "subjects")]  # a run of mine.toml with --subjects 1,4
+    for grid in (str(mine), "mine", load_grid(mine, check=False)):
+        assert sorted(r["key"] for r in records_of_grid(tagged, grid)) == ["a", "b"], grid
+    untagged = [rec("a", 4), rec("b", 1), {**rec("c", 2), "config": None}]  # an older store: no grid tags (one config null)
+    assert sorted(r["key"] for r in records_of_grid(untagged, str(mine))) == ["a", "b", "c"]  # no tags: any subject; no crash
+    # the leakage grid names two synthetic worlds; run with --data, its records carry the folder's dataset id
+    on_data = [rec("d", 1, "leakage", backbones="none"), rec("e", 1, "subjects")]
+    assert [r["key"] for r in records_of_grid(on_data, "leakage")] == ["d"]

@@ -179,7 +179,8 @@ def independent_comparison(
     reassigned between the groups; exact when the number of splits is <= ``n_resamples``) on
     ``mean(a) - mean(b)``. CI: percentile bootstrap resampling each group on its own
     (``scipy.stats.bootstrap``, ``paired=False``). Same keys as :func:`paired_comparison`, with
-    ``n_a`` and ``n_b`` for ``n``. Degenerate when every value in both groups is equal.
+    ``n_a`` and ``n_b`` for ``n``. Degenerate (zero-width CI, p = 1) when a group has fewer than two
+    units or every value in both groups is equal.
     """
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
