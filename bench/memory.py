@@ -41,7 +41,7 @@ def used_mib() -> float:
 
 @dataclass
 class PeakMemory:
-    """``with PeakMemory() as m: ...`` then ``m.peak_pss`` and ``m.peak_used`` (MiB)."""
+    """``with PeakMemory() as m: ...`` (or ``m.start()`` ... ``m.stop()``) then ``m.peak_pss`` and ``m.peak_used`` (MiB)."""
 
     interval_s: float = 0.5
     peak_pss: float = 0.0
@@ -56,7 +56,7 @@ class PeakMemory:
         while not self._stop.wait(self.interval_s):
             self._sample()
 
-    def __enter__(self) -> "PeakMemory":
+    def start(self) -> "PeakMemory":
         self.baseline_used = used_mib()
         self._stop = threading.Event()
         self._sample()
@@ -64,7 +64,13 @@ class PeakMemory:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
         self._sample()
+
+    def __enter__(self) -> "PeakMemory":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

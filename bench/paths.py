@@ -8,6 +8,9 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 CACHE_ENV = "BRAINVIS_BENCH_CACHE"
+# The shipped mini backbones and their manifest (here, so light modules need not import the models).
+MINI_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MINI_MANIFEST = "manifest.json"
 
 
 def cache_dir(override: str | Path | None = None) -> Path:

@@ -45,12 +45,12 @@ from ray import tune  # noqa: E402
 
 from bench.memory import PeakMemory  # noqa: E402
 from bench.method import TrialSpec, get_method  # noqa: E402
+from bench.paths import MINI_WEIGHTS_DIR  # noqa: E402
 from bench.store import Store, code_version, identity_key, make_record, now_iso  # noqa: E402
 from bench.trial import RunEnv, run_trial, trial_identity  # noqa: E402
 from brainvis.errors import UserError  # noqa: E402
 
 log = logging.getLogger(__name__)
-MINI_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # = bench.backbones.mini.WEIGHTS_DIR
 
 
 # ----------------------------------------------------------------------------------------------
@@ -347,7 +347,7 @@ def run_grid(
     t = time.perf_counter()
     started_ray = start_ray(address=address, num_cpus=max_concurrent)
     summary.init_s = time.perf_counter() - t
-    memory = PeakMemory().__enter__()  # Ray's own processes are up, and count
+    memory = PeakMemory().start()  # Ray's own processes are up, and count
     try:
         resources = ray.cluster_resources()
         summary.cluster_cpus = float(resources.get("CPU", 0))
@@ -433,7 +433,7 @@ def run_grid(
                 summary.failed += 1
                 summary.failed_keys.append(p.key)
     finally:
-        memory.__exit__()
+        memory.stop()
         summary.peak_pss_mib, summary.peak_used_mib = round(memory.peak_pss, 1), round(memory.peak_used, 1)
         if started_ray:
             ray.shutdown()

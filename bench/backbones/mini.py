@@ -34,13 +34,14 @@ from safetensors.torch import load_file, save_file
 
 from bench.backbones.base import Backbones, to_uint8_images
 from bench.backbones.diffusion import DiffusersGenerator
+from bench.paths import MINI_MANIFEST, MINI_WEIGHTS_DIR
 from bench.world.images import ATTRIBUTES
 from brainvis.classes import CLASS_NAMES
 from brainvis.errors import UserError
 
 RESOLUTION = 32
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-MANIFEST = "manifest.json"
+WEIGHTS_DIR = MINI_WEIGHTS_DIR
+MANIFEST = MINI_MANIFEST
 
 CLIP_CFG = dict(
     embed_dim=64,

@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 from brainvis.classes import WNIDS
 from brainvis.data import SPLIT_FILES, DataConfig, load_release, load_split_data
 from brainvis.errors import UserError
+from bench.paths import MINI_MANIFEST, MINI_WEIGHTS_DIR
 from bench.world import eeg as sim
 from bench.world.images import ATTRIBUTES, ImageSpec, caption, render, sample_specs
 from bench.world.probe import band_log_power, binned_means, probe_accuracy, trial_means
@@ -127,7 +128,7 @@ def _backbones_changed(report: dict) -> bool:
     """Whether the report's backbone check was made on other weights than the shipped ones
     (their manifest read as plain JSON: importing the backbone code would cost seconds per run)."""
     try:
-        digests = json.loads((Path(__file__).resolve().parents[1] / "weights" / "manifest.json").read_text()).get("digests")
+        digests = json.loads((MINI_WEIGHTS_DIR / MINI_MANIFEST).read_text()).get("digests")
     except (OSError, ValueError):
         return False
     return report.get("backbones", {}).get("digests") != digests
@@ -153,10 +154,9 @@ def build_world(
         report = json.loads((out / REPORT).read_text())
         if check_backbones and spec.scale == "mini" and _backbones_changed(report):
             from bench.backbones.train_mini import backbone_report
-
-            report["backbones"] = backbone_report(out)  # the shipped weights changed since: re-measure
             from bench.store import atomic_write_text
 
+            report["backbones"] = backbone_report(out)  # the shipped weights changed since: re-measure
             atomic_write_text(out / REPORT, json.dumps(report, indent=1))
             say("re-checked the mini backbones (the shipped weights changed)")
         return report
