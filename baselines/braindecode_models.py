@@ -42,6 +42,15 @@ class BraindecodeBaseline(ClassifyThenDraw):
         return [p.name for p in params if p.name not in cls.FIXED and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
 
     @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The training protocol plus every constructor argument of the braindecode class at
+        braindecode's own default."""
+        import inspect
+
+        params = inspect.signature(cls.model_cls()).parameters
+        return {**cls.train_defaults, **{k: params[k].default for k in cls.model_keys() if params[k].default is not inspect.Parameter.empty}}
+
+    @classmethod
     def config(cls, section: dict, options: dict | None = None) -> dict[str, Any]:
         unset = object()
         cfg = resolve_config({**cls.train_defaults, **dict.fromkeys(cls.model_keys(), unset)}, section, options, cls.name)

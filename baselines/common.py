@@ -109,8 +109,12 @@ class ClassifyThenDraw(Method):
         raise NotImplementedError
 
     @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {**cls.train_defaults, **cls.model_defaults}
+
+    @classmethod
     def config(cls, section: dict, options: dict | None = None) -> dict[str, Any]:
-        return resolve_config({**cls.train_defaults, **cls.model_defaults}, section, options, cls.name)
+        return resolve_config(cls.defaults(), section, options, cls.name)
 
     @classmethod
     def make_network(cls, cfg: dict[str, Any], n_chans: int, n_outputs: int, n_times: int) -> nn.Module:

@@ -194,6 +194,10 @@ class DreamDiffusion(Method):
     needs_generator = True
 
     @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return dict(DEFAULTS)
+
+    @classmethod
     def config(cls, section: dict, options: dict | None = None) -> dict[str, Any]:
         return resolve_config(DEFAULTS, section, options, cls.name)
 

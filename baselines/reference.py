@@ -30,6 +30,7 @@ class ReferenceRow(Method):
     """Base of the reference rows (no training; predictions from test labels / image names)."""
 
     reference: ClassVar[bool] = True
+    kind = "reference row"
     needs_generator = True
     uses_w = False
     uses_fraction = False

@@ -9,6 +9,7 @@ from typing import Optional
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from brainvis.errors import UserError
@@ -266,28 +267,65 @@ def compare(
         console.print(f"wrote {markdown}")
 
 
-from bench import cli_audit, cli_harness  # noqa: E402
+from bench import cli_audit, cli_harness, cli_methods  # noqa: E402
 
 cli_harness.register(app)
 cli_audit.register(app)
+cli_methods.register(app)
+
+
+def _click_classes() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(ClickException, Exit, Abort) classes of click *and* of the click copy typer may vendor
+    (typer >= 0.29 ships its own as ``typer._click``): usage errors come from whichever one it uses."""
+    errors = {click.ClickException}
+    errors |= {c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"}
+    exits = {click.exceptions.Exit, typer.Exit}
+    aborts = {click.exceptions.Abort, typer.Abort}
+    return tuple(errors), tuple(exits), tuple(aborts)
+
+
+def _show_usage_error(exc: Exception) -> int:
+    """Click's own message (usage line, hint, error) on stderr; exit 2 for usage errors. A command or
+    group called with nothing (``bench``, ``bench world``) prints its help on stdout and exits 0."""
+    if type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
+        typer.echo(exc.ctx.get_help())
+        return 0
+    exc.show()
+    return int(getattr(exc, "exit_code", 2) or 2)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point (the console script calls ``sys.exit(main())``).
 
-    User errors print one line and return 2, never a traceback.
+    User errors print one line and return 2; usage errors (missing or unknown options and commands,
+    values of the wrong type) print click's usage message and return 2; never a traceback.
     """
+    import warnings
+
+    click_errors, exits, aborts = _click_classes()
+    warnings.showwarning = _one_line_warning
+    for category in (FutureWarning, DeprecationWarning):  # libraries' deprecation notices are not for our users
+        warnings.filterwarnings("ignore", category=category)
     try:
-        rv = app(args=argv, standalone_mode=False)
+        rv = app(args=argv, prog_name="bench", standalone_mode=False)
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True, markup=True)
         return 2
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err_console.print("interrupted")
+    except exits as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except click_errors as exc:
+        return _show_usage_error(exc)
+    except (*aborts, KeyboardInterrupt):
+        err_console.print("interrupted", highlight=False)
         return 130
     return rv if isinstance(rv, int) else 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings of the harness (e.g. a skipped malformed record) as one ``warning:`` line on stderr."""
+    if issubclass(category, UserWarning) and category.__module__.startswith("bench"):
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        import warnings
+
+        err_console.print(warnings.formatwarning(message, category, filename, lineno, line).rstrip(), highlight=False, markup=False)

@@ -71,6 +71,13 @@ class Method(ABC):
     uses_w: ClassVar[bool] = False  # False: grids collapse the w axis to 0.5 for this method
     uses_fraction: ClassVar[bool] = True  # False (no training on EEG): grids run it at fraction 1.0 only
     needs_generator: ClassVar[bool] = True
+    kind: ClassVar[str] = "EEG method"  # or "reference row" (chance, oracles) or "harness test" (noop, sleep, burn)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The method's hyperparameters at their code defaults: the keys a profile section
+        (``[<name>]`` in ``bench/profiles/*.toml``) or a trial option may set."""
+        return {}
 
     @abstractmethod
     def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:

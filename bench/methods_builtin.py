@@ -15,6 +15,7 @@ class NoOp(Method):
     description = "Does nothing: uniform logits, no images (measures harness overhead)."
     source = "-"
     needs_generator = False
+    kind = "harness test"
 
     def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:
         self.n_classes = len(ctx.class_prompts)
@@ -28,6 +29,7 @@ class NoOp(Method):
 class Chance(Method):
     name = "chance"
     uses_fraction = False
+    kind = "reference row"
     description = "Reference row: a random class per trial, generated from a random class prompt."
     source = "-"
 
@@ -56,6 +58,11 @@ class Sleep(Method):
     description = "Sleeps in fit (option seconds, default 1), then seeded random logits (harness tests)."
     source = "-"
     needs_generator = False
+    kind = "harness test"
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return {"seconds": 1.0}
 
     def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:
         import time
@@ -79,7 +86,12 @@ class Burn(Method):
     description = "CPU-bound fixed work in fit (option iters of 256x256 matmuls; ~2 s by default on one core)."
     source = "-"
     needs_generator = False
+    kind = "harness test"
     ITERS = 3500  # ~2 s at one thread on the project's 2-core machines
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return {"iters": cls.ITERS}
 
     def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:
         self.n_classes = len(ctx.class_prompts)

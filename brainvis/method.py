@@ -154,6 +154,10 @@ class BrainVis(Method):
     source = "Fu et al., BrainVis, ICASSP 2025 (arXiv 2312.14871)"
     uses_w = True
 
+    @classmethod
+    def defaults(cls) -> dict:
+        return {f.name: f.default for f in fields(BrainVisConfig)}
+
     def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:
         cfg = BrainVisConfig.from_profile(ctx.profile, dict(ctx.spec.options))
         self.cfg, self.ctx = cfg, ctx
