@@ -83,11 +83,12 @@ def data_check(
     root: Path = typer.Argument(..., help="Dataset folder: eeg_5_95_std.pth, block_splits_*.pth, images/."),
     image_root: Optional[Path] = typer.Option(None, help="Image folder if not ROOT/images."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quick: bool = typer.Option(False, "--quick", help="Decode a seeded sample of 200 images instead of all (all are still checked to exist)."),
 ) -> None:
-    """Validate a dataset folder (real or synthetic) and print a summary."""
+    """Validate a dataset folder (real or synthetic): every file, every trial, every image (decoded), and print a summary."""
     from bench.datacheck import check_dataset
 
-    summary = check_dataset(root, image_root=image_root)
+    summary = check_dataset(root, image_root=image_root, quick=quick)
     if as_json:
         console.print_json(json.dumps(summary.to_dict()))
         return
@@ -101,7 +102,8 @@ def data_check(
         table.add_row(*cells)
     console.print(table)
     console.print(
-        f"classes: {summary.n_classes} ({summary.known_classes} EEG-CVPR40 WNIDs); images: {summary.n_images}, none missing"
+        f"classes: {summary.n_classes} ({summary.known_classes} EEG-CVPR40 WNIDs); images: {summary.n_images}, none missing, "
+        f"{summary.images_decoded} decoded"
         + (f"; captions for {summary.captions}" if summary.captions is not None else "")
     )
     if summary.world:
@@ -190,6 +192,12 @@ def score(
     from bench.scoring import ScoreSettings
 
     t0 = time.perf_counter()
+    if json_out is not None:
+        from bench.store import check_writable_folder
+
+        if json_out.expanduser().is_dir():
+            raise UserError(f"--json {json_out}: is a folder; give a file name")
+        check_writable_folder(json_out.expanduser().absolute().parent, "--json")
     matched = match_folders(gt_dir, gen_dir)  # every folder problem is reported before models load
     if backbones == "mini":
         from bench.backbones.mini import WEIGHTS_DIR, load_mini_backbones
@@ -212,9 +220,11 @@ def score(
         proto = ", ".join(f"{kk}={vv}" for kk, vv in m.items() if kk not in ("value", "ci_low", "ci_high") and not isinstance(vv, (list, dict)))
         table.add_row(name, f"{m['value']:.4f}", ci, proto)
     console.print(table)
+    for name, why in meta.get("not_computable", {}).items():
+        console.print(f"{name}: not computable ({why})", highlight=False)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(metrics, indent=1))
+        json_out.write_text(json.dumps({**metrics, "not_computable": meta.get("not_computable", {})}, indent=1))
         console.print(f"wrote {json_out}")
 
 
@@ -232,6 +242,11 @@ def leaderboard(
     if fmt not in ("md", "latex", "csv"):
         raise UserError(f"--format must be md, latex or csv; got {fmt!r}")
     from bench.leaderboard import load_records
+    from bench.store import check_writable_folder
+
+    if not store.is_dir():
+        raise UserError(f"--store {store}: no such folder")
+    out = check_writable_folder(out, "--out")
 
     grids = [grid] if grid else sorted({r.get("grid") or store.name for r in load_records(store) if r.get("status") == "ok"})
     if not grids:
@@ -255,6 +270,10 @@ def compare(
     """Paired difference A - B with 95% CI and p-values, on the same test trials."""
     from bench.compare import compare_markdown, compare_methods
 
+    if not store.is_dir():
+        raise UserError(f"--store {store}: no such folder")
+    if markdown is not None and markdown.expanduser().is_dir():
+        raise UserError(f"--markdown {markdown}: is a folder; give a file name")
     res = compare_methods(store, method_a, method_b, subject=subject, metrics=metric, grid=grid, dataset=dataset)
     table = Table(title=f"{method_a} - {method_b} ({len(res['pairs'])} paired trial sets; {', '.join(res['datasets'])})")
     for col in ("metric", "mean A", "mean B", "A - B", "95% CI", "p perm", "p Wilcoxon", "n"):
@@ -300,24 +319,29 @@ def main(argv: list[str] | None = None) -> int:
     User errors print one line and return 2; usage errors (missing or unknown options and commands,
     values of the wrong type) print click's usage message and return 2; never a traceback.
     """
+    import sys
     import warnings
 
     click_errors, exits, aborts = _click_classes()
-    warnings.showwarning = _one_line_warning
-    for category in (FutureWarning, DeprecationWarning):  # libraries' deprecation notices are not for our users
-        warnings.filterwarnings("ignore", category=category)
-    try:
-        rv = app(args=argv, prog_name="bench", standalone_mode=False)
-    except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True, markup=True)
-        return 2
-    except exits as exc:
-        return int(getattr(exc, "exit_code", 0) or 0)
-    except click_errors as exc:
-        return _show_usage_error(exc)
-    except (*aborts, KeyboardInterrupt):
-        err_console.print("interrupted", highlight=False)
-        return 130
+    with warnings.catch_warnings():
+        # The harness's own warnings (e.g. a skipped malformed record) as one line each; libraries'
+        # warnings are for their developers (shown with PYTHONWARNINGS set).
+        warnings.showwarning = _one_line_warning
+        if not sys.warnoptions:
+            warnings.simplefilter("ignore")
+            warnings.filterwarnings("default", category=UserWarning, module=r"bench(\.|$)")
+        try:
+            rv = app(args=argv, prog_name="bench", standalone_mode=False)
+        except UserError as exc:
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True, markup=True)
+            return 2
+        except exits as exc:
+            return int(getattr(exc, "exit_code", 0) or 0)
+        except click_errors as exc:
+            return _show_usage_error(exc)
+        except (*aborts, KeyboardInterrupt):
+            err_console.print("interrupted", highlight=False)
+            return 130
     return rv if isinstance(rv, int) else 0
 
 

@@ -31,10 +31,13 @@ EEG_FILE = "eeg_5_95_std.pth"
 
 
 def parse_multi(values: list[str] | None, conv: Callable, what: str) -> list | None:
-    """``["1,4", "6"]`` -> ``[1, 4, 6]``; every bad item is named in one UserError."""
-    if not values:
+    """``["1,4", "6"]`` -> ``[1, 4, 6]``; None when the flag is absent. Every bad item is named in
+    one UserError, and a flag given with nothing in it (``--subjects ''``) is an error too."""
+    if values is None or (isinstance(values, (list, tuple)) and len(values) == 0):
         return None
     items = [x.strip() for v in values for x in str(v).split(",") if x.strip()]
+    if not items:
+        raise UserError(f"--{what}: no values given (e.g. --{what} 1,4); leave the flag out to keep the grid's")
     out, bad = [], []
     for x in items:
         try:
@@ -182,29 +185,40 @@ def run_command(
     backbones_dir: Path | None = None,
     live: bool | None = None,
 ) -> int:
-    from bench.grid import check_all, check_subjects, expand_trials, load_grid
+    """`bench run`: every check that needs no data first (grid values, methods, cluster address,
+    store folder), then per dataset: build or validate it, lock the store, run, audit, leaderboard."""
+    from bench.grid import check_all, load_grid
+    from bench.memory import PeakMemory
+    from bench.progress import LineLog
+    from bench.store import check_writable_folder
 
-    g = load_grid(grid, check=False).with_overrides(methods=methods, subjects=subjects, seeds=seeds, profile=profile)
+    base = load_grid(grid, check=False)
+    g = base.with_overrides(methods=methods, subjects=subjects, seeds=seeds, profile=profile)
     check_all(g)  # values + methods, before any data or store is touched
     if address:
         from bench.runner import check_address
 
         check_address(address)
-    say = (lambda m: err_console.print(m, highlight=False)) if err_console.is_terminal else (lambda m: None)
-    from bench.memory import PeakMemory
-
+    store = check_writable_folder(store if store is not None else Path("runs") / g.name, "--store")
+    if backbones_dir is not None and not Path(backbones_dir).expanduser().exists():
+        raise UserError(f"--backbones-dir {backbones_dir}: not found")
+    # Progress: plain timestamped lines with a heartbeat when stderr is a log, not a terminal.
+    log = LineLog(err_console, heartbeat=not err_console.is_terminal)
+    say = log.say if not err_console.is_terminal else (lambda m: err_console.print(m, highlight=False))
+    run = dict(base=base, store=store, max_concurrent=max_concurrent, gpus_per_trial=gpus_per_trial, address=address,
+               retry_failed=retry_failed, backbones_dir=backbones_dir, live=live, log=log, say=say)  # fmt: skip
     # The whole command's peak (world build and backbone check included), printed with each summary.
-    with PeakMemory() as memory:
+    with log, PeakMemory() as memory:
         if g.worlds and data is None:
             # A grid over several synthetic worlds (e.g. leakage: with and without block drift) runs
             # once per world into the same store; records differ by dataset id.
             codes = []
             for world in g.worlds:
-                codes.append(
-                    _run_one_dataset(g, resolve_world(world, say=say), store, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, memory)
-                )
+                codes.append(_run_one_dataset(g, resolve_world(world, say=say), memory=memory, **run))
+                if codes[-1] == 130:
+                    break  # interrupted: the other worlds run next time
             return max(codes)
-        return _run_one_dataset(g, resolve_data(data, say=say), store, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, memory)
+        return _run_one_dataset(g, resolve_data(data, say=say), memory=memory, **run)
 
 
 def resolve_world(world: dict, *, say: Callable[[str], None] = lambda m: None) -> tuple[Path, str]:
@@ -220,21 +234,22 @@ def resolve_world(world: dict, *, say: Callable[[str], None] = lambda m: None) -
     return out.absolute(), spec.world_id
 
 
-def _run_one_dataset(g, data: tuple[Path, str], store, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, memory=None) -> int:
+def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, log, say, memory=None) -> int:
     root, dataset_id = data
+    from bench.datacheck import validate_dataset
     from bench.grid import check_subjects, expand_trials
-
-    check_subjects(g, dataset_subjects(root))
-    if backbones_dir is not None and not Path(backbones_dir).expanduser().exists():
-        raise UserError(f"--backbones-dir {backbones_dir}: not found")
-
     from bench.paths import cache_dir
     from bench.progress import RunProgress
     from bench.runner import run_grid
-    from bench.store import Store
+    from bench.store import Store, StoreLock
     from bench.trial import RunEnv
 
-    st = Store(store if store is not None else Path("runs") / g.name)
+    check_subjects(g, dataset_subjects(root))
+    # The checks of `bench data check`, in the driver and before Ray: a bad file stops here (exit 2)
+    # rather than as one failed trial record per trial.
+    validate_dataset(root, progress=say)
+
+    st = Store(store)
     env = RunEnv(
         data_root=str(root),
         dataset_id=dataset_id,
@@ -246,51 +261,54 @@ def _run_one_dataset(g, data: tuple[Path, str], store, max_concurrent, gpus_per_
     )
     trials = expand_trials(g)
     live = err_console.is_terminal if live is None else live
-    progress = RunProgress(st, title=f"grid {g.name}", console=err_console, live=live)
-    summary = run_grid(
-        trials, env, st, max_concurrent=max_concurrent, gpus_per_trial=gpus_per_trial, address=address,
-        retry_failed=retry_failed, progress=progress, name=g.name,
-    )  # fmt: skip
+    progress = RunProgress(st, title=f"grid {g.name}", console=err_console, live=live, log=None if live else log)
+    with StoreLock(st.root):
+        summary = run_grid(
+            trials, env, st, max_concurrent=max_concurrent, gpus_per_trial=gpus_per_trial, address=address,
+            retry_failed=retry_failed, progress=progress, name=g.name,
+        )  # fmt: skip
+        interrupted = bool(summary.not_run)
+        console.print(
+            f"grid {g.name}: {summary.total} trials; ran {summary.ran} ({summary.ok} ok, {summary.failed} failed); "
+            f"skipped {summary.skipped_ok} already done" + (f", {summary.skipped_failed} failed before (use --retry-failed)" if summary.skipped_failed else "")
+            + (f"; {summary.not_run} not run (interrupted; they run next time)" if summary.not_run else "")
+            + f"; {summary.wall_s:.1f} s"
+            + (f"; peak memory {max(summary.peak_pss_mib, memory.peak_pss if memory else 0) / 1024:.2f} GiB" if summary.ran or summary.not_run else "")
+            + f"; store {st.root}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        frame = st.load_frame()
+        table = metric_summary(frame, summary.keys, width=summary_width(console))
+        if table is not None:
+            print_table(console, table)
+        if summary.failed_keys:
+            fails = frame[frame["key"].isin(summary.failed_keys)]
+            for _, r in fails.head(10).iterrows():
+                err_console.print(f"[red]failed[/] {r['method']} subject {r['subject']} fraction {r['fraction']:g} seed {r['seed']}: {r['error']} ({st.path(r['key'])})", highlight=False, soft_wrap=True)
+            if len(fails) > 10:
+                err_console.print(f"... and {len(fails) - 10} more failed trials", highlight=False)
+        if interrupted:
+            err_console.print("interrupted: the leakage audit and the leaderboard are left for the next run", highlight=False)
+            return 130
+        ensure_audit(st.root, root, dataset_id, name="audit.json" if not g.worlds else f"audit-{dataset_id}.json", say=say)
+        if summary.ok or summary.skipped_ok:
+            from dataclasses import replace
 
-    console.print(
-        f"grid {g.name}: {summary.total} trials; ran {summary.ran} ({summary.ok} ok, {summary.failed} failed); "
-        f"skipped {summary.skipped_ok} already done" + (f", {summary.skipped_failed} failed before (use --retry-failed)" if summary.skipped_failed else "")
-        + (f"; {summary.not_run} not run (interrupted; they run next time)" if summary.not_run else "")
-        + f"; {summary.wall_s:.1f} s"
-        + (f"; peak memory {max(summary.peak_pss_mib, memory.peak_pss if memory else 0) / 1024:.2f} GiB" if summary.ran or summary.not_run else "")
-        + f"; store {st.root}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    frame = st.load_frame()
-    table = metric_summary(frame, summary.keys, width=summary_width(console))
-    if table is not None:
-        print_table(console, table)
-    if summary.failed_keys:
-        fails = frame[frame["key"].isin(summary.failed_keys)]
-        for _, r in fails.head(10).iterrows():
-            err_console.print(f"[red]failed[/] {r['method']} subject {r['subject']} fraction {r['fraction']:g} seed {r['seed']}: {r['error']} ({st.path(r['key'])})", highlight=False, soft_wrap=True)
-        if len(fails) > 10:
-            err_console.print(f"... and {len(fails) - 10} more failed trials", highlight=False)
-    ensure_audit(st.root, root, dataset_id, name="audit.json" if not g.worlds else f"audit-{dataset_id}.json")
-    if summary.ok or summary.skipped_ok:
-        from dataclasses import replace
+            from bench.leaderboard import write_leaderboard
 
-        from bench.grid import load_grid
-        from bench.leaderboard import write_leaderboard
-
-        try:
-            # The grid's whole table (every method in the store), widened by this run's --subjects/--seeds.
-            base = load_grid(g.source, check=False)
-            board = replace(base, subjects=tuple(dict.fromkeys(base.subjects + g.subjects)), seeds=tuple(dict.fromkeys(base.seeds + g.seeds)))
-            written = write_leaderboard(st.root, board, out_dir=st.root / "leaderboard", data_root=root)
-            console.print(f"leaderboard: {', '.join(map(str, written or []))}", highlight=False, soft_wrap=True)
-        except Exception as exc:  # noqa: BLE001 - the results are in the store either way
-            err_console.print(f"[yellow]leaderboard not written:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
-    return 130 if summary.not_run else 1 if summary.failed_keys else 0
+            try:
+                # The grid's whole table (every method in the store), widened by this run's --subjects/--seeds.
+                board = replace(base, subjects=tuple(dict.fromkeys(base.subjects + g.subjects)), seeds=tuple(dict.fromkeys(base.seeds + g.seeds)))
+                say("writing the leaderboard")
+                written = write_leaderboard(st.root, board, out_dir=st.root / "leaderboard", data_root=root)
+                console.print(f"leaderboard: {', '.join(map(str, written or []))}", highlight=False, soft_wrap=True)
+            except Exception as exc:  # noqa: BLE001 - the results are in the store either way
+                err_console.print(f"[yellow]leaderboard not written:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+    return 1 if summary.failed_keys else 0
 
 
-def ensure_audit(store_root: Path, data_root: Path, dataset_id: str, name: str = "audit.json") -> None:
+def ensure_audit(store_root: Path, data_root: Path, dataset_id: str, name: str = "audit.json", say: Callable[[str], None] | None = None) -> None:
     """Run the leakage audit once per dataset and keep it in the store (the leaderboard footer
     shows its verdict). A failing audit never fails the run."""
     path = Path(store_root) / name
@@ -299,8 +317,9 @@ def ensure_audit(store_root: Path, data_root: Path, dataset_id: str, name: str =
             return
         from bench.audit import audit_dataset, write_report
 
-        err_console.print("running the leakage audit of this dataset (once; kept in the store)", highlight=False)
-        report = audit_dataset(data_root)
+        say = say or (lambda m: err_console.print(m, highlight=False))
+        say("running the leakage audit of this dataset (once; kept in the store)")
+        report = audit_dataset(data_root, progress=say)
         report["dataset_id"] = dataset_id
         write_report(report, path)
     except Exception as exc:  # noqa: BLE001 - the audit is evidence, not a prerequisite

@@ -62,11 +62,11 @@ def method_config(name: str, profile: str) -> list[dict[str, Any]]:
                 "key": key,
                 "value": section[key] if in_profile else default,
                 "default": default,
-                "from": f"profile {profile} [{name}]" if in_profile else "code default",
+                "from": f"profile {profile}" if in_profile else "code default",
             }
         )
     for key in section.keys() - defaults.keys():
-        rows.append({"key": key, "value": section[key], "default": None, "from": f"profile {profile} [{name}] (not a known key: a trial would fail)"})
+        rows.append({"key": key, "value": section[key], "default": None, "from": f"profile {profile} (not a known key: a trial would fail)"})
     return rows
 
 
@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
         if not rows:
             console.print("no hyperparameters", highlight=False)
             return
-        table = Table(title=f"hyperparameters with profile {profile} (a grid variant's options override them per trial)")
+        table = Table(title=f"hyperparameters with profile {profile} (bench/profiles/{profile}.toml [{name}]; a grid variant's options override them per trial)")
         for col in ("key", "value", "code default", "from"):
             table.add_column(col)
         for r in rows:

@@ -15,6 +15,7 @@ from brainvis.data import (
     MIN_LEN,
     SPLIT_FILES,
     T_END,
+    image_path,
     load_release,
     load_splits,
     missing_images,
@@ -37,13 +38,50 @@ class DataSummary:
     missing_images: int = 0
     captions: int | None = None
     world: dict | None = None
+    images_decoded: int = 0
 
     def to_dict(self) -> dict:
         return {k: (v if not isinstance(v, dict) else {str(kk): vv for kk, vv in v.items()}) for k, v in self.__dict__.items()}
 
 
-def check_dataset(root: str | Path, *, image_root: str | Path | None = None) -> DataSummary:
-    """Validate every file the harness reads; raise :class:`DataError` with the first problem."""
+QUICK_SAMPLE = 200  # images decoded by ``--quick`` (all are still checked to exist and stay inside the image folder)
+
+
+def image_problems(image_root: Path, names: list[str], *, decode: list[str] | None = None) -> list[str]:
+    """Images that are missing, resolve outside ``image_root`` (a symlink pointing elsewhere), or
+    do not decode. ``decode``: the names to decode (default: all)."""
+    from PIL import Image
+
+    base = image_root.resolve()
+    problems = []
+    for n in names:
+        p = image_path(image_root, n)
+        if not p.is_file():
+            problems.append(f"{p}: missing")
+            continue
+        target = p.resolve()
+        if not target.is_relative_to(base):
+            problems.append(f"{p}: resolves to {target}, outside the image folder {base}")
+    todo = names if decode is None else decode
+    bad = {q.split(":", 1)[0] for q in problems}
+    for n in todo:
+        p = image_path(image_root, n)
+        if str(p) in bad:
+            continue
+        try:
+            with Image.open(p) as im:
+                im.load()  # decodes every pixel: a truncated or corrupt file fails here
+        except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+            problems.append(f"{p}: does not decode ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+    return problems
+
+
+def check_dataset(root: str | Path, *, image_root: str | Path | None = None, quick: bool = False) -> DataSummary:
+    """Validate every file the harness reads; raise :class:`DataError` with the first problem.
+
+    Every image the EEG file names must exist, stay inside the image folder and decode (``quick``:
+    a seeded sample of :data:`QUICK_SAMPLE` images is decoded, the rest only checked to exist).
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
@@ -93,6 +131,13 @@ def check_dataset(root: str | Path, *, image_root: str | Path | None = None) -> 
     missing = missing_images(image_root, used)
     if missing:
         raise DataError(f"{image_root}: {len(missing)} image file(s) missing, e.g. {', '.join(missing[:5])}")
+    sample = None
+    if quick and len(used) > QUICK_SAMPLE:
+        sample = sorted(np.random.default_rng(0).choice(used, QUICK_SAMPLE, replace=False).tolist())
+    bad = image_problems(image_root, used, decode=sample)
+    if bad:
+        raise DataError(f"{image_root}: {len(bad)} unusable image(s): " + "; ".join(bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""))
+    summary.images_decoded = len(used) if sample is None else len(sample)
 
     captions = root / "captions.json"
     if captions.is_file():
@@ -109,4 +154,57 @@ def check_dataset(root: str | Path, *, image_root: str | Path | None = None) -> 
             summary.world = {k: v for k, v in json.loads(manifest.read_text()).items() if k in ("world_id", "spec", "command")}
         except ValueError:
             raise DataError(f"{manifest}: not valid JSON") from None
+    return summary
+
+
+def dataset_fingerprint(root: str | Path, image_root: str | Path | None = None) -> str:
+    """A hash of every file's name, size and modification time under the dataset folder and its
+    image folder: a changed, added or removed file gives another fingerprint."""
+    import hashlib
+    import os
+
+    root = Path(root).absolute()
+    h = hashlib.sha256(str(root).encode())
+    folders = [root] + ([Path(image_root).absolute()] if image_root is not None else [])
+    for folder in folders:
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+            dirnames.sort()
+            for name in sorted(filenames):
+                p = Path(dirpath) / name
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                h.update(f"{p.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def _check_quietly(root: str, image_root: str | None = None, *, progress=None) -> dict:
+    """:func:`check_dataset` as plain data (the child-process entry of :func:`validate_dataset`)."""
+    return check_dataset(root, image_root=image_root).to_dict()
+
+
+def validate_dataset(root: str | Path, *, cache: str | Path | None = None, progress=None) -> dict:
+    """The checks of `bench data check` (every file, trial and image), in a child process so the
+    pages it reads are not kept by the caller; the result is remembered per
+    :func:`dataset_fingerprint` under ``<cache>/validated/``, so an unchanged dataset is checked once."""
+    from bench.isolated import run_isolated
+    from bench.paths import cache_dir
+    from bench.store import atomic_write_text
+
+    say = progress or (lambda msg: None)
+    marker = cache_dir(cache) / "validated" / f"{dataset_fingerprint(root)}.json"
+    if marker.is_file():
+        try:
+            summary = json.loads(marker.read_text())
+            say(f"checking the dataset at {root}: its files are unchanged since they passed (`bench data check`)")
+            return summary
+        except (OSError, ValueError):
+            pass
+    say(f"checking the dataset at {root} (files, trials, splits, images; once per version of its files)")
+    summary = run_isolated("bench.datacheck:_check_quietly", str(root), progress=progress, what="data-check")
+    try:
+        atomic_write_text(marker, json.dumps(summary))
+    except OSError:
+        pass  # an unwritable cache only costs a re-check next time
     return summary

@@ -55,15 +55,10 @@ PUBLISHED = {
 
 
 def load_records(store: str | Path) -> list[dict]:
-    """All ``ok`` records of a store, sorted by key (failed ones are listed in the footer)."""
-    folder = Path(store) / "records"
-    out = []
-    for p in sorted(folder.glob("*.json")):
-        try:
-            out.append(json.loads(p.read_text()))
-        except ValueError:
-            continue
-    return out
+    """All usable records of a store, sorted by key (malformed files are skipped with a warning)."""
+    from bench.store import read_records
+
+    return read_records(Path(store) / "records")
 
 
 def _config(r: dict) -> dict:

@@ -20,6 +20,7 @@ from rich.text import Text
 from bench.store import Store
 
 MAX_ROWS = 12
+HEARTBEAT_S = 20.0  # a log file gets a line at least this often (the issue's promise: every 30 s)
 
 
 def fmt_s(seconds: float | None) -> str:
@@ -41,11 +42,62 @@ def describe(spec: Any, variant: str | None = None) -> str:
     return label
 
 
+class LineLog:
+    """Progress as plain lines ``[m:ss] message`` on a console (for logs, CI, cluster jobs).
+
+    With ``heartbeat=True`` a background thread repeats the current status (``status()`` if set,
+    else the last message) whenever nothing was printed for :data:`HEARTBEAT_S` seconds, so a long
+    step (a world build, a trial in fit, the audit) still shows the run is alive.
+    """
+
+    def __init__(self, console: Console, *, heartbeat: bool = True, heartbeat_s: float = HEARTBEAT_S) -> None:
+        self.console = console
+        self.heartbeat_s = heartbeat_s
+        self.t0 = time.perf_counter()
+        self._last = self.t0
+        self._last_msg = "starting"
+        self.status: Any = None  # optional () -> str, the heartbeat's text
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="bench-heartbeat", daemon=True) if heartbeat else None
+
+    def __call__(self, msg: str) -> None:
+        self.say(msg)
+
+    def say(self, msg: str, *, remember: bool = True) -> None:
+        with self._lock:
+            now = time.perf_counter()
+            self.console.print(f"[{fmt_s(now - self.t0)}] {msg}", highlight=False, soft_wrap=True, markup=False)
+            self._last = now
+            if remember:
+                self._last_msg = msg
+
+    def _beat(self) -> None:
+        while not self._stop.wait(1.0):
+            if time.perf_counter() - self._last >= self.heartbeat_s:
+                try:
+                    text = self.status() if self.status is not None else f"still running: {self._last_msg}"
+                except Exception:  # noqa: BLE001 - a status line must never end the run
+                    text = f"still running: {self._last_msg}"
+                self.say(text, remember=False)
+
+    def __enter__(self) -> "LineLog":
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+
 class RunProgress:
     """Progress for :func:`bench.runner.run_grid`; ``live=False`` prints one line per finished trial."""
 
-    def __init__(self, store: Store, *, title: str = "run", console: Console | None = None, live: bool = True) -> None:
+    def __init__(self, store: Store, *, title: str = "run", console: Console | None = None, live: bool = True, log: LineLog | None = None) -> None:
         self.store = store
+        self.log = log  # non-live mode: lines go through it (timestamps, heartbeat with the running trials)
         self.title = title
         self.console = console or Console(stderr=True)
         self.live_mode = live
@@ -67,24 +119,41 @@ class RunProgress:
             self._live = Live(self, console=self.console, refresh_per_second=2, transient=False)
             self._live.start()
         else:
-            self.console.print(self._header(), highlight=False, soft_wrap=True)
+            if self.log is not None:
+                self.log.status = self.status_line
+            self._line(self._header().plain)
+
+    def _line(self, text: str) -> None:
+        if self.log is not None:
+            self.log.say(text)
+        else:
+            self.console.print(text, highlight=False, soft_wrap=True, markup=False)
 
     def starting(self, n_pending: int, address: str | None) -> None:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        self.console.print(f"{self.title}: {n_pending} trial(s) to run; starting {where}", highlight=False, soft_wrap=True)
+        self._line(f"{self.title}: {n_pending} trial(s) to run; starting {where}")
 
     def result(self, key: str, status: str, trial_s: float | None = None) -> None:
         with self._lock:
             self.done[key] = status
         if not self.live_mode:
-            mark = "[green]ok[/]" if status == "ok" else "[red]failed[/]"
-            self.console.print(f"{mark} {self.labels.get(key, key)} ({fmt_s(trial_s)}) [{len(self.done)}/{self.n_pending}]", highlight=False, soft_wrap=True)
+            self._line(f"{status} {self.labels.get(key, key)} ({fmt_s(trial_s)}) [{len(self.done)}/{self.n_pending}]")
+
+    def status_line(self) -> str:
+        """One line: counts, ETA and each running trial's stage (the log's heartbeat)."""
+        c = self.counts()
+        stages = {k: v for k, v in self.store.stages().items() if k in self.labels and k not in c["finished"]}
+        now = time.time()
+        running = "; ".join(f"{self.labels[k]}: {st.get('stage', '?')} {fmt_s(now - float(st.get('since', now)))}" for k, st in sorted(stages.items(), key=lambda kv: kv[1].get("since", 0)))
+        return self._header().plain + (f" | running: {running}" if running else "")
 
     def stop(self) -> None:
         if self._live is not None:
             self._live.refresh()
             self._live.stop()
             self._live = None
+        if self.log is not None:
+            self.log.status = None
 
     # display
     def counts(self) -> dict:

@@ -160,6 +160,8 @@ def release_freed_memory() -> None:
 
 def _trainable(config: dict) -> None:
     t0 = time.perf_counter()
+    if config.get("home"):
+        os.environ["HOME"] = config["home"]  # the user's, not the one the local Ray instance got
     torch.set_num_threads(1)
     env = RunEnv(**config["env"])
     if env.device == "cuda" and not torch.cuda.is_available():
@@ -218,21 +220,49 @@ def _split_address(address: str) -> tuple[str, int] | None:
     return (host.strip("[]") or "127.0.0.1", int(port))
 
 
-def check_address(address: str, timeout: float = 3.0) -> None:
-    """Fail fast (one UserError) when a Ray cluster address cannot be reached."""
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS frame
+ANSWER_TIMEOUT_S = 5.0
+
+
+def check_address(address: str, timeout: float = 3.0, answer_timeout: float = ANSWER_TIMEOUT_S) -> None:
+    """Fail fast (one UserError) when a Ray cluster address cannot be reached or does not answer.
+
+    A Ray head's GCS port speaks gRPC (HTTP/2): it answers the HTTP/2 connection preface with a
+    SETTINGS frame at once. Something that accepts the connection and stays silent (or answers in
+    another protocol) would make ``ray.init`` wait without limit; it is refused within
+    ``answer_timeout`` seconds instead.
+    """
     if address == "auto":
         return
     hp = _split_address(address)
     if hp is None:
         raise UserError(f"--address {address!r} is not HOST:PORT (e.g. 127.0.0.1:6379 for `ray start --head --port=6379`)")
     try:
-        with socket.create_connection(hp, timeout=timeout):
-            pass
+        sock = socket.create_connection(hp, timeout=timeout)
     except OSError as exc:
         raise UserError(
             f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one with "
             f"`ray start --head --port={hp[1]}` or leave out --address to run locally"
         ) from None
+    with sock:
+        answer = b""
+        try:
+            sock.settimeout(answer_timeout)
+            sock.sendall(HTTP2_PREFACE)
+            deadline = time.monotonic() + answer_timeout
+            while len(answer) < 9 and time.monotonic() < deadline:
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                answer += chunk
+        except OSError:
+            pass  # timeout or reset: judged below
+    if len(answer) < 9 or answer[3] != 0x04:  # frame header: 3 bytes length, 1 byte type (4 = SETTINGS)
+        what = "did not answer" if not answer else "answered, but not as a gRPC server"
+        raise UserError(
+            f"{address} accepted the connection but {what} within {answer_timeout:g} s: not a Ray cluster's "
+            f"GCS port (the one `ray start --head --port=PORT` prints)"
+        )
 
 
 def _use_token_if_available() -> None:
@@ -251,20 +281,58 @@ def quiet_ray_logging() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+_RAY_HOME_FOR: dict[str, str] = {}  # {"home": the user's HOME} while a local instance started here runs with another
+
+
+def _offline_ray_home() -> Path:
+    """A HOME for the processes of a local Ray instance, holding ``ray_bootstrap_config.yaml``.
+
+    Ray 2.60 starts its dashboard process even with ``include_dashboard=False`` (with only its
+    usage-stats module), and that module asks the cloud metadata servers (169.254.169.254,
+    metadata.google.internal) which cloud it runs on unless ``~/ray_bootstrap_config.yaml`` names a
+    provider, whether or not usage stats are enabled. This file says ``provider: local``, so no
+    process of a local run touches the network. Trials get the user's HOME back (:func:`_trainable`).
+    """
+    from bench.paths import cache_dir
+
+    home = cache_dir() / "ray-home"
+    cfg = home / "ray_bootstrap_config.yaml"
+    if not cfg.is_file():
+        home.mkdir(parents=True, exist_ok=True)
+        cfg.write_text("# Written by brainvis-bench: a local Ray instance, no cloud provider to look up.\nprovider:\n  type: local\n")
+    return home
+
+
 def start_ray(*, address: str | None = None, num_cpus: int | None = None) -> bool:
-    """Connect to ``address`` or start a local instance; returns True if this call started Ray."""
+    """Connect to ``address`` or start a local instance; returns True if this call started Ray.
+
+    A local instance listens on 127.0.0.1 only and makes no network connection (see
+    :func:`_offline_ray_home`)."""
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     if address:
         check_address(address)
         _use_token_if_available()
+        _RAY_HOME_FOR.clear()
         try:
             ray.init(address=address, **kwargs)
         except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ... -> one line
             raise UserError(f"could not connect to the Ray cluster at {address}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     else:
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)  # never attach to a `ray start` cluster by accident
+        home = os.environ.get("HOME")
+        os.environ["HOME"] = str(_offline_ray_home())  # inherited by every process ray.init starts
+        try:
+            # never attach to a `ray start` cluster by accident (address="local")
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1", **kwargs)
+        finally:
+            if home is None:
+                os.environ.pop("HOME", None)
+            else:
+                os.environ["HOME"] = home
+        _RAY_HOME_FOR.clear()
+        if home is not None:
+            _RAY_HOME_FOR["home"] = home
     quiet_ray_logging()
     return True
 
@@ -383,6 +451,7 @@ def run_grid(
             "env": asdict(env),
             "store": str(store.root),
             "run_id": run_id,
+            "home": _RAY_HOME_FOR.get("home"),  # set while the Ray instance is a local one started here
         }
         storage = store.root / "ray"
         tuner = tune.Tuner(

@@ -66,10 +66,16 @@ def _bootstrap_set_metric(fn, n_trials: int, s: ScoreSettings) -> tuple[float | 
     return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
 
 
-def score_images(gt: np.ndarray, gen: np.ndarray, backbones, s: ScoreSettings, labels: np.ndarray | None = None) -> dict:
+MIN_SET_IMAGES = 2  # IS and FID need at least this many images (FID: a covariance per set)
+
+
+def score_images(
+    gt: np.ndarray, gen: np.ndarray, backbones, s: ScoreSettings, labels: np.ndarray | None = None, not_computable: dict | None = None
+) -> dict:
     """``gt [N, H, W, 3]`` and ``gen [N, S, h, w, 3]`` (uint8) -> image metrics.
 
-    GT images are resized to the generated resolution for SSIM (recorded).
+    GT images are resized to the generated resolution for SSIM (recorded). Set-level metrics that
+    too few images cannot give are left out, with the reason in ``not_computable`` (if given).
     """
     from PIL import Image
 
@@ -98,7 +104,11 @@ def score_images(gt: np.ndarray, gen: np.ndarray, backbones, s: ScoreSettings, l
     cs = clip_similarity(np.repeat(e_gt, S, axis=0), e_gen)
     out["clip_similarity"] = _with_ci(cs["value"], np.asarray(cs["per_pair"]).reshape(n, S).mean(1), s)
     if s.fidelity and backbones.fidelity is not None:
-        out.update(_fidelity_metrics(gt_small, flat, n, S, backbones, s))
+        if min(n, n * S) < MIN_SET_IMAGES:
+            for name in ("inception_score", "fid"):
+                (not_computable if not_computable is not None else {})[name] = f"needs at least {MIN_SET_IMAGES} images; got {n} ground truth(s)"
+        else:
+            out.update(_fidelity_metrics(gt_small, flat, n, S, backbones, s))
     return out
 
 

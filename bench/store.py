@@ -179,6 +179,63 @@ def make_record(
     return rec
 
 
+class StoreWarning(UserWarning):
+    """A store file was skipped (malformed record); the CLI prints it as one ``warning:`` line."""
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def record_problem(rec: Any) -> str | None:
+    """Why ``rec`` is not a usable trial record (None if it is): the fields every reader relies on."""
+    if not isinstance(rec, dict):
+        return f"not a JSON object (a {type(rec).__name__})"
+    if rec.get("status") not in STATUSES:
+        return f"status {rec.get('status')!r} is not one of {', '.join(STATUSES)}"
+    checks = (("key", lambda v: isinstance(v, str) and v), ("method", lambda v: isinstance(v, str) and v), ("subject", _is_int),
+              ("fraction", _is_num), ("w", _is_num), ("seed", _is_int))  # fmt: skip
+    for field_name, ok in checks:
+        if not ok(rec.get(field_name)):
+            return f"field {field_name!r} missing or of the wrong type ({rec.get(field_name)!r})"
+    if rec["status"] == "ok" and not isinstance(rec.get("metrics"), dict):
+        return "an ok record without a 'metrics' object"
+    for field_name in ("config", "options"):
+        if rec.get(field_name) is not None and not isinstance(rec[field_name], dict):
+            return f"field {field_name!r} is not an object"
+    return None
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def read_records(folder: str | Path, *, warn: bool = True) -> list[dict]:
+    """Every usable record in ``folder`` (``*.json``), sorted by file name; unreadable or malformed
+    files are skipped, each with a :class:`StoreWarning` naming it."""
+    import warnings
+
+    out = []
+    for p in sorted(Path(folder).glob("*.json")):
+        if p.name.startswith("."):
+            continue
+        try:
+            rec = json.loads(p.read_text(encoding="utf-8"))
+            problem = record_problem(rec)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            problem = f"not readable as JSON ({type(exc).__name__})"
+        if problem:
+            if warn and (str(p), problem) not in _WARNED:
+                _WARNED.add((str(p), problem))  # once per file and process, however often the store is read
+                warnings.warn(f"{p}: skipped: {problem}", StoreWarning, stacklevel=2)
+            continue
+        out.append(rec)
+    return out
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
@@ -204,6 +261,72 @@ def atomic_write_text(path: Path, text: str) -> None:
         pass
 
 
+LOCK = ".lock"
+
+
+def check_writable_folder(path: str | Path, what: str = "--store") -> Path:
+    """``path`` as an absolute folder that exists or can be created, and can be written; one
+    :class:`~brainvis.errors.UserError` otherwise. Nothing is left on disk."""
+    from brainvis.errors import UserError
+
+    path = Path(path).expanduser().absolute()
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "" if probe == path else f" ({probe} is a file)"
+        raise UserError(f"{what} {path}: not a folder{where}")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".bench-write-check-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise UserError(f"{what} {path}: cannot write there ({exc.strerror or exc} at {probe})") from None
+    return path
+
+
+class StoreLock:
+    """One `bench run` at a time per store: an exclusive ``flock`` on ``<store>/.lock`` for the
+    run's duration (advisory; NFS clients see it too). The lock file names its holder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.path = self.root / LOCK
+        self._fd: int | None = None
+
+    def __enter__(self) -> "StoreLock":
+        import fcntl
+
+        from brainvis.errors import UserError
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            os.close(fd)
+            who = f" (pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')})" if holder else ""
+            raise UserError(f"store {self.root} is in use by another `bench run`{who}; wait for it to finish or pass another --store") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
 class Store:
     """A folder of trial records. Nothing is created on disk until something is written."""
 
@@ -221,12 +344,12 @@ class Store:
 
     # reading
     def get(self, key: str) -> dict | None:
-        """The record for ``key``; None if absent or unreadable (never a partial one)."""
+        """The record for ``key``; None if absent, unreadable or malformed (never a partial one)."""
         try:
             rec = json.loads(self.path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, UnicodeDecodeError):
             return None
-        return rec if isinstance(rec, dict) and rec.get("status") in STATUSES else None
+        return rec if record_problem(rec) is None else None
 
     def status(self, key: str) -> str | None:
         rec = self.get(key)
@@ -238,10 +361,8 @@ class Store:
         return sorted(p.stem for p in self.records_dir.glob("*.json") if not p.name.startswith("."))
 
     def records(self) -> Iterator[dict]:
-        for key in self.keys():
-            rec = self.get(key)
-            if rec is not None:
-                yield rec
+        """Every usable record (malformed files are skipped with a :class:`StoreWarning`)."""
+        yield from read_records(self.records_dir)
 
     def statuses(self) -> dict[str, str]:
         return {rec["key"]: rec["status"] for rec in self.records()}

@@ -77,51 +77,17 @@ def read_manifest(out: Path) -> dict | None:
         return None
 
 
-def _build_child(spec: WorldSpec, out: str, queue) -> None:
-    try:
-        report = build_world(spec, out, progress=lambda msg: queue.put(("say", msg)))
-        queue.put(("done", report))
-    except UserError as exc:
-        queue.put(("user_error", str(exc)))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
-        queue.put(("error", f"{type(exc).__name__}: {exc}"))
-
-
 def build_world_isolated(spec: WorldSpec, out: str | Path, *, progress: Progress | None = None) -> dict:
-    """:func:`build_world` in a child process, so the memory the build uses (the whole dataset,
-    twice, plus serialisation buffers: about 4 GB for the mini world) goes back to the system before
-    a run's trials start, rather than staying with the long-lived driver. An already-built world
-    is reused in this process (nothing to free)."""
-    import multiprocessing as mp
+    """:func:`build_world` in a child process (:func:`bench.isolated.run_isolated`), so the memory
+    the build uses (the whole dataset, twice, plus serialisation buffers: about 4 GB for the mini
+    world) goes back to the system before a run's trials start. An already-built world is reused
+    in this process (nothing to free)."""
+    from bench.isolated import run_isolated
 
     out = Path(out)
     if _already_built(spec, out):
         return build_world(spec, out, progress=progress)
-    say = progress or (lambda msg: None)
-    ctx = mp.get_context("spawn")  # a fresh interpreter: nothing inherited from the driver's threads
-    queue = ctx.Queue()
-    child = ctx.Process(target=_build_child, args=(spec, str(out), queue), name="bench-world-build")
-    child.start()
-    try:
-        while True:
-            try:
-                kind, payload = queue.get(timeout=1.0)
-            except Exception:  # noqa: BLE001 - queue.Empty: check the child is still alive
-                if not child.is_alive():
-                    raise RuntimeError(f"world build process exited with code {child.exitcode} before finishing") from None
-                continue
-            if kind == "say":
-                say(payload)
-            elif kind == "done":
-                return payload
-            elif kind == "user_error":
-                raise UserError(payload)
-            else:
-                raise RuntimeError(f"world build failed: {payload}")
-    finally:
-        child.join(timeout=30)
-        if child.is_alive():
-            child.kill()
+    return run_isolated("bench.world.build:build_world", spec, str(out), progress=progress, what="world-build")
 
 
 def _backbones_changed(report: dict) -> bool:
@@ -174,6 +140,7 @@ def build_world(
         world_rng, image_rng, length_rng, split_rng = (np.random.default_rng(s) for s in seeds[:4])
 
         # Images, captions, attributes.
+        say(f"rendering {spec.images_per_class * 40} images")
         specs = sample_specs(spec.images_per_class, image_rng)
         for s in specs:
             path = tmp / "images" / s.name.split("_")[0] / f"{s.name}.JPEG"
@@ -185,6 +152,7 @@ def build_world(
         say(f"rendered {len(specs)} images")
 
         # EEG, one subject per task.
+        say(f"simulating the EEG of {spec.subjects} subjects")
         t1 = time.perf_counter()
         codes = sim.world_codes(world_rng, len(specs))
         subjects = list(range(1, spec.subjects + 1))
@@ -243,12 +211,14 @@ def build_world(
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
+        say("probing the world (linear probes per subject)")
         t3 = time.perf_counter()
         report = {"world_id": spec.world_id, "spec": spec.to_dict(), "probe": probe_world(tmp, workers=workers)}
         timings["probe"] = time.perf_counter() - t3
         if check_backbones:
             from bench.backbones.train_mini import backbone_report
 
+            say("checking the mini backbones on this world")
             t4 = time.perf_counter()
             report["backbones"] = backbone_report(tmp)
             timings["backbones"] = time.perf_counter() - t4
