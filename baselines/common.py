@@ -6,7 +6,7 @@ Every EEG model of this package follows braindecode's uniform constructor conven
     model(x [B, n_chans, n_times]) -> logits [B, n_outputs]
 
 A classify-then-draw baseline (:class:`ClassifyThenDraw`) trains such a model with cross-entropy
-(``brainvis.method.train_classifier``: the state with the best *validation* accuracy is kept),
+(``bench.training.train_classifier``: the state with the best *validation* accuracy is kept),
 predicts a class per test trial and draws the predicted class prompt with the generator
 (``bench.generation.generate_from_prompts``), as Brain2Image-style pipelines do.
 
@@ -124,7 +124,7 @@ class ClassifyThenDraw(Method):
         return nn.Sequential(Decimate(k), model) if k > 1 else model
 
     def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:
-        from brainvis.method import train_classifier
+        from bench.training import train_classifier
 
         cfg = self.config(ctx.profile, dict(ctx.spec.options))
         self.cfg, self.device = cfg, ctx.device or "cpu"

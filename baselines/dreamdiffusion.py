@@ -317,7 +317,7 @@ class DreamDiffusion(Method):
         return batched(lambda x: self.mae.encode(x).mean(1), eeg)
 
     def _probe(self, train: TrialSet, val: TrialSet, g: torch.Generator) -> dict:
-        from brainvis.method import train_classifier
+        from bench.training import train_classifier
 
         cfg = self.cfg
         f_train = self.features(train.eeg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import click
 import typer
@@ -41,27 +41,49 @@ def _options(
         os.environ[CACHE_ENV] = str(cache_dir.expanduser().absolute())  # reaches Ray's workers too
 
 
+def _effects_option(values: list[str] | None) -> dict[str, float]:
+    """``["induced_class=0", "shared=0.5"]`` -> ``{"induced_class": 0.0, "shared": 0.5}``."""
+    out: dict[str, float] = {}
+    for v in values or []:
+        name, sep, value = str(v).partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise UserError(f"--effect {v!r}: expected NAME=STRENGTH, e.g. --effect induced_class=0") from None
+        if not sep:
+            raise UserError(f"--effect {v!r}: expected NAME=STRENGTH, e.g. --effect induced_class=0")
+    return out
+
+
+EFFECT_HELP = "Change a planted effect's strength, NAME=STRENGTH (0 = off: its null world); repeatable. See `bench world effects`."
+
+
 @world_app.command("build")
 def world_build(
     scale: str = typer.Option("mini", help="smoke (tests, seconds), mini (the default world) or full (real-set size)."),
     out: Path = typer.Option(..., help="Folder to write the world into."),
     seed: int = typer.Option(0, help="World seed: same command, same world on any machine."),
     block_drift: bool = typer.Option(False, "--block-drift", help="Present trials in class blocks with block-specific state (the confound)."),
+    effect: Optional[List[str]] = typer.Option(None, "--effect", help=EFFECT_HELP),
+    no_raw: bool = typer.Option(False, "--no-raw", help="Skip the raw file with slow content (the audit's band check then reports n/a)."),
     force: bool = typer.Option(False, "--force", help="Replace whatever is at --out."),
 ) -> None:
-    """Write a synthetic world in the real dataset's exact on-disk format, then probe it."""
+    """Write a synthetic world in the real dataset's exact on-disk format, probe it and write its card."""
     from bench.world.build import REPORT, build_world
     from bench.world.spec import make_spec
 
-    spec = make_spec(scale, seed=seed, block_drift=block_drift)
+    spec = make_spec(scale, seed=seed, block_drift=block_drift, effects=_effects_option(effect), raw_file=not no_raw)
     with console.status(f"building world {spec.world_id}") as status:
         report = build_world(spec, out, force=force, progress=lambda msg: status.update(msg))
     probe = report["probe"]
-    table = Table(title=f"world {spec.world_id} at {out}", show_header=True)
+    table = Table(title=f"world {spec.world_id} ({spec.label()}) at {out}", show_header=True)
     table.add_column("probe (test split, mean over subjects)")
     table.add_column("accuracy", justify="right")
     table.add_column("chance", justify="right")
-    table.add_row("class from ERP features", f"{probe['class_accuracy']:.3f}", f"{probe['chance']:.3f}")
+    table.add_row("class from ERP features (evoked code)", f"{probe['class_accuracy']:.3f}", f"{probe['chance']:.3f}")
+    table.add_row("class from 13-27 Hz band power (induced code)", f"{probe['induced_accuracy']:.3f}", f"{probe['chance']:.3f}")
+    if "cross_subject_accuracy" in probe:
+        table.add_row("class from other subjects' ERP probe (shared code)", f"{probe['cross_subject_accuracy']:.3f}", f"{probe['chance']:.3f}")
     for k, v in probe.get("attribute_accuracy", {}).items():
         table.add_row(f"attribute: {k}", f"{v:.3f}", f"{probe['attribute_chance'][k]:.3f}")
     table.add_row("block state (stimulus-blind)", f"{probe['drift_accuracy']:.3f}", f"{probe['chance']:.3f}")
@@ -75,7 +97,52 @@ def world_build(
         )
     elif bb:
         console.print(f"[yellow]mini backbones: {bb.get('reason', bb.get('status'))}[/]")
-    console.print(f"report: {Path(out) / REPORT}  ({report.get('timings_s', {}).get('total', 0):.1f} s)")
+    console.print(f"report: {Path(out) / REPORT}; card: {Path(out) / 'world_card.md'}  ({report.get('timings_s', {}).get('total', 0):.1f} s)")
+
+
+@world_app.command("show")
+def world_show(
+    world: Optional[Path] = typer.Argument(None, help="A built world's folder (default: the world of --scale/--seed/--effect in the cache, if built)."),
+    scale: str = typer.Option("mini", help="Scale of the cached world to show (without WORLD)."),
+    seed: int = typer.Option(0, help="Seed of the cached world to show (without WORLD)."),
+    block_drift: bool = typer.Option(False, "--block-drift", help="The block-drift variant (without WORLD)."),
+    effect: Optional[List[str]] = typer.Option(None, "--effect", help=EFFECT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the card as JSON."),
+) -> None:
+    """Print a world's card: its planted effects, their strengths, its own probe figures and the known answers."""
+    from rich.markdown import Markdown
+
+    from bench.world.card import CARD_JSON, CARD_MD, write_card
+
+    if world is None:
+        from bench.paths import world_dir
+        from bench.world.spec import make_spec
+
+        spec = make_spec(scale, seed=seed, block_drift=block_drift, effects=_effects_option(effect))
+        world = world_dir(spec.world_id)
+        if not world.is_dir():
+            raise UserError(f"world {spec.world_id} ({spec.label()}) is not built yet; `bench world build --out DIR` or any `bench run` on it builds it")
+    if not (world / "world.json").is_file() or not (world / "world_report.json").is_file():
+        raise UserError(f"{world}: not a synthetic world (no world.json / world_report.json)")
+    if not (world / CARD_MD).is_file():
+        write_card(world)
+    if as_json:
+        console.print_json((world / CARD_JSON).read_text())
+    else:
+        console.print(Markdown((world / CARD_MD).read_text()))
+
+
+@world_app.command("effects")
+def world_effects() -> None:
+    """The effects a world can plant: default strength, what finds it, the known answer."""
+    from bench.world.effects import effect_table
+
+    table = Table(title="planted effects (bench/world/effects.py); --effect NAME=0 builds the null world")
+    for col in ("effect", "default", "plants", "found by", "expected"):
+        table.add_column(col, overflow="fold")
+    for r in effect_table():
+        table.add_row(r["effect"], f"{r['default']:g}", r["description"], r["found_by"], r["expected"])
+    console.print(table)
 
 
 @data_app.command("check")
@@ -136,7 +203,7 @@ def backbones_train(
                 bar.update(tasks[name], completed=step, loss=f"{loss:.3f}")
 
         manifest = train_backbones(world, out, cfg, progress=update)
-    _print_quality(manifest["quality"], f"mini backbones for {manifest['world_id']} ({manifest['train_minutes']} min)")
+    _print_quality(manifest["quality"], f"mini backbones for stimuli {manifest['stimulus_id']} ({manifest['train_minutes']} min)")
 
 
 @backbones_app.command("check")
@@ -153,10 +220,10 @@ def backbones_check(
         wm = read_manifest(world)
         if wm is None:
             raise UserError(f"{world}: not a synthetic world (no world.json)")
-        manifest = M.check_world(wm["world_id"], folder)
+        manifest = M.check_stimuli(wm.get("stimulus_id", ""), folder)
     else:
         manifest = M.read_manifest(folder)
-    _print_quality(manifest.get("quality", {}), f"mini backbones at {folder} (world {manifest['world_id']})")
+    _print_quality(manifest.get("quality", {}), f"mini backbones at {folder} (stimuli {manifest.get('stimulus_id')}, trained on world {manifest['world_id']})")
 
 
 def _print_quality(quality: dict, title: str) -> None:
@@ -267,7 +334,7 @@ def compare(
     metric: Optional[list[str]] = typer.Option(None, help="Metrics (repeatable; default: all per-trial metrics)."),
     markdown: Optional[Path] = typer.Option(None, help="Also write the table as markdown here."),
 ) -> None:
-    """Paired difference A - B with 95% CI and p-values, on the same test trials."""
+    """Paired difference A - B with 95% CI and p-values, on the same test trials (and across subjects, with d_z, when there are several)."""
     from bench.compare import compare_markdown, compare_methods
 
     if not store.is_dir():
@@ -275,12 +342,24 @@ def compare(
     if markdown is not None and markdown.expanduser().is_dir():
         raise UserError(f"--markdown {markdown}: is a folder; give a file name")
     res = compare_methods(store, method_a, method_b, subject=subject, metrics=metric, grid=grid, dataset=dataset)
-    table = Table(title=f"{method_a} - {method_b} ({len(res['pairs'])} paired trial sets; {', '.join(res['datasets'])})")
-    for col in ("metric", "mean A", "mean B", "A - B", "95% CI", "p perm", "p Wilcoxon", "n"):
+    table = Table(title=f"{method_a} - {method_b} over test trials ({len(res['pairs'])} paired trial sets; {', '.join(res['datasets'])}); p Holm-corrected over metrics")
+    for col in ("metric", "mean A", "mean B", "A - B", "95% CI", "p perm", "p Holm", "p Wilcoxon", "n"):
         table.add_column(col, justify="right")
     for m, r in res["metrics"].items():
-        table.add_row(m, f"{r['mean_a']:.4f}", f"{r['mean_b']:.4f}", f"{r['diff']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", f"{r['p_value']:.3g}", f"{r['p_value_wilcoxon']:.3g}", str(r["n"]))
+        table.add_row(m, f"{r['mean_a']:.4f}", f"{r['mean_b']:.4f}", f"{r['diff']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", f"{r['p_value']:.3g}", f"{r['p_value_holm']:.3g}", f"{r['p_value_wilcoxon']:.3g}", str(r["n"]))
     console.print(table)
+    subjects = {m: r["subjects"] for m, r in res["metrics"].items() if "subjects" in r}
+    if subjects:
+        test = next(iter(subjects.values()))["test"]
+        table = Table(title=f"{method_a} - {method_b} across subjects (subject means; {test}; p Holm-corrected over metrics)")
+        for col in ("metric", "mean A", "mean B", "A - B", "95% CI", "d_z", "p", "p Holm", "subjects"):
+            table.add_column(col, justify="right")
+        for m, r in subjects.items():
+            ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+            table.add_row(m, f"{r['mean_a']:.4f}", f"{r['mean_b']:.4f}", f"{r['diff']:+.4f}", ci, "-" if r["d_z"] is None else f"{r['d_z']:+.2f}", f"{r['p_value']:.3g}", f"{r['p_value_holm']:.3g}", str(r["n"]))
+        console.print(table)
+    else:
+        console.print("one subject: trial-level test only (a subject-level test needs pairs on two or more subjects)", highlight=False)
     if markdown:
         markdown.write_text(compare_markdown(res))
         console.print(f"wrote {markdown}")

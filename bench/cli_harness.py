@@ -214,7 +214,7 @@ def run_command(
             # once per world into the same store; records differ by dataset id.
             codes = []
             for world in g.worlds:
-                codes.append(_run_one_dataset(g, resolve_world(world, say=say), memory=memory, **run))
+                codes.append(_run_one_dataset(g, resolve_world(world, say=say), world=world, memory=memory, **run))
                 if codes[-1] == 130:
                     break  # interrupted: the other worlds run next time
             return max(codes)
@@ -225,16 +225,16 @@ def resolve_world(world: dict, *, say: Callable[[str], None] = lambda m: None) -
     """Build or reuse a synthetic world of a grid's ``worlds`` list in the cache."""
     from bench.paths import world_dir
     from bench.world.build import build_world_isolated
-    from bench.world.spec import make_spec
+    from bench.world.spec import spec_of_world
 
-    spec = make_spec(world.get("scale", "mini"), seed=int(world.get("seed", 0)), block_drift=bool(world.get("block_drift", False)))
+    spec = spec_of_world(world)
     out = world_dir(spec.world_id)
-    say(f"world {spec.world_id} at {out}")
+    say(f"world {spec.world_id} ({spec.label()}) at {out}")
     build_world_isolated(spec, out, progress=say)
     return out.absolute(), spec.world_id
 
 
-def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, log, say, memory=None) -> int:
+def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, log, say, memory=None, world: dict | None = None) -> int:
     root, dataset_id = data
     from bench.datacheck import validate_dataset
     from bench.grid import check_subjects, expand_trials
@@ -259,7 +259,7 @@ def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concur
         images_dir=str(st.root / "images"),
         cache_dir=str(cache_dir()),  # explicit: workers on other nodes do not share this environment
     )
-    trials = expand_trials(g)
+    trials = expand_trials(g, world=world)
     live = err_console.is_terminal if live is None else live
     progress = RunProgress(st, title=f"grid {g.name}", console=err_console, live=live, log=None if live else log)
     with StoreLock(st.root):
@@ -372,7 +372,7 @@ def register(app: typer.Typer) -> None:
     @grid_app.command("list")
     def grid_list() -> None:
         """Shipped grids: name, description, trial count."""
-        from bench.grid import expand, load_grid, shipped_grids
+        from bench.grid import expand, expand_trials, load_grid, shipped_grids
 
         table = Table(title="grids (bench/grids/*.toml)")
         table.add_column("name")
@@ -380,7 +380,8 @@ def register(app: typer.Typer) -> None:
         table.add_column("trials", justify="right")
         for name in shipped_grids():
             g = load_grid(name)
-            table.add_row(name, g.description, str(len(expand(g))))
+            n = sum(len(expand_trials(g, world=w)) for w in g.worlds) if g.worlds else len(expand(g))
+            table.add_row(name, g.description, str(n))
         console.print(table)
 
     @grid_app.command("show")
@@ -410,6 +411,20 @@ def register(app: typer.Typer) -> None:
         if g.note:
             console.print(f"note: {g.note}", highlight=False)
         console.print(axes)
+        if g.worlds:
+            from bench.grid import expand_trials
+            from bench.world.spec import spec_of_world
+
+            wt = Table(title=f"{len(g.worlds)} worlds (run in turn without --data)")
+            for col in ("world", "id", "variants", "trials"):
+                wt.add_column(col)
+            for w in g.worlds:
+                spec = spec_of_world(w)
+                only = g.world_variants(w)
+                wt.add_row(spec.label(), spec.world_id, ", ".join(only) if only is not None else "all", str(len(expand_trials(g, world=w))))
+            console.print(wt)
+        for c in g.checks:
+            console.print(f"check {c.get('name', c['effect'])}: effect {c['effect']}, {c['a']} - {c['b']} on {c['metric']} (expect {c.get('expect', 'positive')})", highlight=False)
         _load_builtin_methods()
         unregistered = [m for m in dict.fromkeys(g.methods) if m not in METHODS]
         rows = grid_table_rows(g)

@@ -17,6 +17,18 @@ A grid file::
     name = "no_time"
     options = { use_time = false }
     methods = ["brainvis"]                    # optional; default: every method of the grid
+    w = [0.0, 0.5]                            # optional; this variant's own w axis
+
+    worlds = [{ scale = "mini" },             # optional: synthetic worlds to run on in turn (no --data)
+              { scale = "mini", effects = { induced_class = 0 }, variants = ["full", "no_freq"], raw_file = false }]
+
+    [[checks]]                                # optional known-answer checks (bench.known_answers)
+    name = "frequency branch"
+    effect = "induced_class"                  # planted on the first world, off on its null world
+    a = { variant = "full" }                  # method (default: the grid's first), variant, w
+    b = { variant = "no_freq" }
+    metric = "top1"
+    expect = "positive"                       # a - b > 0 where planted
 
 A method covered by one or more variants runs once per variant (with that variant's options);
 other methods run once with no options. For methods whose class has ``uses_w = False`` the ``w``
@@ -43,20 +55,24 @@ from brainvis.errors import UserError
 
 PROFILES = ("mini", "paper")
 NO_W = 0.5  # the w value trials of methods without a w axis get
-TOP_KEYS = {"description", "note", "profile", "axes", "variants", "worlds", "generate"}
-WORLD_KEYS = {"scale", "seed", "block_drift"}
+TOP_KEYS = {"description", "note", "profile", "axes", "variants", "worlds", "generate", "checks"}
+WORLD_KEYS = {"scale", "seed", "block_drift", "effects", "raw_file", "variants", "name"}
 AXIS_KEYS = {"method", "subject", "fraction", "w", "seed", "profile"}
-VARIANT_KEYS = {"name", "options", "methods"}
+VARIANT_KEYS = {"name", "options", "methods", "w"}
+CHECK_KEYS = {"name", "effect", "a", "b", "metric", "expect"}
+SIDE_KEYS = {"method", "variant", "w"}
 DEFAULTS: dict[str, list] = {"subject": [4], "fraction": [1.0], "w": [NO_W], "seed": [0]}
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A named option set applied to some methods (``methods=None``: all methods of the grid)."""
+    """A named option set applied to some methods (``methods=None``: all methods of the grid);
+    ``ws``: the variant's own w axis (None: the grid's)."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
     methods: tuple[str, ...] | None = None
+    ws: tuple[float, ...] | None = None
 
     def applies_to(self, method: str) -> bool:
         return self.methods is None or method in self.methods
@@ -77,6 +93,12 @@ class Grid:
     source: str = ""  # file the grid was read from
     worlds: tuple[dict, ...] = ()  # synthetic worlds to run on in turn (used when no --data is given)
     generate: bool = True  # False: classification only (no backbones, no images)
+    checks: tuple[dict, ...] = ()  # known-answer checks (see bench.known_answers)
+
+    def world_variants(self, world: dict | None) -> tuple[str, ...] | None:
+        """The variants that run on ``world`` (None: all)."""
+        v = (world or {}).get("variants")
+        return tuple(v) if v is not None else None
 
     def axes(self) -> dict[str, list]:
         return {
@@ -213,7 +235,12 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
             stray = [m for m in vm if m not in methods]
             if stray:
                 problems.append(f"variant {vname!r}: methods {stray} are not on the grid's method axis")
-        variants.append(Variant(vname, dict(options), tuple(vm) if vm is not None else None))
+        vw = v.get("w")
+        if vw is not None:
+            vw = _as_list(vw)
+            if not vw or not all(_is_num(x) and 0 <= x <= 1 for x in vw):
+                problems.append(f"variant {vname!r}: w must be values in [0, 1]")
+        variants.append(Variant(vname, dict(options), tuple(vm) if vm is not None else None, tuple(float(x) for x in vw) if vw else None))
     worlds = data.get("worlds", [])
     if not isinstance(worlds, list) or not all(isinstance(w, dict) for w in worlds):
         problems.append("worlds must be an array of tables, e.g. worlds = [{ block_drift = true }]")
@@ -222,6 +249,38 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
         unknown = sorted(set(w) - WORLD_KEYS)
         if unknown:
             problems.append(f"worlds[{i}]: unknown key(s) {unknown} (allowed: {sorted(WORLD_KEYS)})")
+        if "effects" in w and not isinstance(w["effects"], dict):
+            problems.append(f"worlds[{i}]: effects must be a table, e.g. effects = {{ induced_class = 0 }}")
+        elif "effects" in w:
+            from bench.world.spec import parse_effects
+
+            try:
+                parse_effects(w["effects"])
+            except UserError as exc:
+                problems.append(f"worlds[{i}]: {exc}")
+        wv = w.get("variants")
+        if wv is not None and (not isinstance(wv, list) or any(x not in seen for x in wv)):
+            problems.append(f"worlds[{i}]: variants must list variants of the grid ({', '.join(sorted(seen)) or 'none defined'})")
+    checks = data.get("checks", [])
+    if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+        problems.append("checks must be an array of tables ([[checks]])")
+        checks = []
+    for i, c in enumerate(checks):
+        unknown = sorted(set(c) - CHECK_KEYS)
+        if unknown:
+            problems.append(f"checks[{i}]: unknown key(s) {unknown} (allowed: {sorted(CHECK_KEYS)})")
+        for side in ("a", "b"):
+            sd = c.get(side)
+            if not isinstance(sd, dict) or sorted(set(sd) - SIDE_KEYS):
+                problems.append(f"checks[{i}].{side}: a table with some of {sorted(SIDE_KEYS)}")
+            elif sd.get("variant") is not None and sd["variant"] not in seen:
+                problems.append(f"checks[{i}].{side}: unknown variant {sd['variant']!r}")
+        if not isinstance(c.get("metric"), str) or c.get("expect", "positive") not in ("positive", "negative"):
+            problems.append(f"checks[{i}]: metric (a metric name) and expect ('positive' or 'negative') are required")
+        from bench.world.effects import EFFECTS
+
+        if c.get("effect") not in EFFECTS:
+            problems.append(f"checks[{i}]: effect must be one of {', '.join(EFFECTS)}")
     generate = data.get("generate", True)
     if not isinstance(generate, bool):
         problems.append("generate must be true or false")
@@ -246,6 +305,7 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
         source=source,
         worlds=tuple(dict(w) for w in worlds),
         generate=bool(generate),
+        checks=tuple(dict(c) for c in checks),
     )
 
 
@@ -351,15 +411,20 @@ class GridTrial:
     variant: str | None = None
 
 
-def expand_trials(grid: Grid, *, uses_w: Callable[[str], bool] | None = None) -> list[GridTrial]:
-    """Every trial of the grid, in a deterministic order, without duplicates."""
+def expand_trials(grid: Grid, *, uses_w: Callable[[str], bool] | None = None, world: dict | None = None) -> list[GridTrial]:
+    """Every trial of the grid (on ``world``, for a grid over several worlds), in a deterministic
+    order, without duplicates."""
     uses_w = uses_w or registry_uses_w
+    only = grid.world_variants(world)
     out: dict[str, GridTrial] = {}
     for method in dict.fromkeys(grid.methods):
         variants = [v for v in grid.variants if v.applies_to(method)] or [None]
-        ws = list(dict.fromkeys(float(w) for w in grid.ws)) if uses_w(method) else [NO_W]
+        if only is not None:
+            variants = [v for v in variants if v is None or v.name in only]
         fractions = list(dict.fromkeys(float(f) for f in grid.fractions)) if registry_uses_fraction(method) else [1.0]
         for variant in variants:
+            axis = variant.ws if variant is not None and variant.ws else grid.ws
+            ws = list(dict.fromkeys(float(w) for w in axis)) if uses_w(method) else [NO_W]
             options = tuple(sorted((variant.options if variant else {}).items()))
             for subject in dict.fromkeys(grid.subjects):
                 for fraction in fractions:

@@ -20,6 +20,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 
+from bench.training import SharedWork
 from brainvis.data import TrialSet
 from brainvis.errors import UserError
 
@@ -41,6 +42,24 @@ class TrialSpec:
 
 
 @dataclass
+class UnlabelledPool:
+    """Every subject's EEG of the training and validation splits, without labels (never a test
+    image's trials): what a method may pretrain on (BrainVis' ``pretrain_data = "all_subjects"``).
+    ``load()`` -> ``(train [N, C, T], val [M, C, T])`` float16 (half the memory; cast per batch)."""
+
+    description: dict
+    n_train: int
+    n_val: int
+    loader: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+    def describe(self) -> dict:
+        return dict(self.description)
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loader()
+
+
+@dataclass
 class FitContext:
     """What a method may use besides its training data."""
 
@@ -53,6 +72,8 @@ class FitContext:
     device: str = "cpu"
     work_dir: Path | None = None
     log: Callable[[str], None] = lambda msg: None
+    pretrain_pool: Callable[[], UnlabelledPool] | None = None  # None: the dataset offers none
+    shared: SharedWork = field(default_factory=lambda: SharedWork(None))  # work shared between trials (no cache: recomputed)
 
 
 @dataclass

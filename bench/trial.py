@@ -16,11 +16,13 @@ import torch
 from PIL import Image
 
 from bench.captions import cached_captions, caption_cache_file
-from bench.method import FitContext, TrialSpec, get_method
+from bench.method import FitContext, TrialSpec, UnlabelledPool, get_method
+from bench.training import SharedWork
 from bench.paths import cache_dir
 from bench.scoring import ScoreSettings, score_classification, score_images
+from bench.store import code_version
 from brainvis.classes import NAME_BY_WNID, class_prompt
-from brainvis.data import DataConfig, image_path, load_release, load_split_data
+from brainvis.data import SPLIT_FILES, T_END, T_START, DataConfig, image_path, load_release, load_split_data, load_splits, select_split
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,26 @@ def _release(path: str):
     return load_release(path, check_finite=False)
 
 
+def stimulus_id(root: Path) -> str | None:
+    """The synthetic world's stimulus id (``world.json``), None for other datasets."""
+    import json
+
+    try:
+        return json.loads((Path(root) / "world.json").read_text()).get("stimulus_id")
+    except (OSError, ValueError):
+        return None
+
+
 @lru_cache(maxsize=1)
-def _backbones(kind: str, weights_dir: str | None, world_id: str | None):
+def _backbones(kind: str, weights_dir: str | None, stimuli: str | None):
     if kind == "mini":
         from bench.backbones.mini import WEIGHTS_DIR, load_mini_backbones
 
-        return load_mini_backbones(Path(weights_dir) if weights_dir else WEIGHTS_DIR, world_id=world_id)
+        if stimuli is None:
+            from brainvis.errors import UserError
+
+            raise UserError("the mini backbones serve the synthetic worlds only (this dataset has no world.json); use --profile paper")
+        return load_mini_backbones(Path(weights_dir) if weights_dir else WEIGHTS_DIR, stimulus_id=stimuli)
     if kind == "paper":
         from bench.backbones.paper import load_paper_backbones, load_paper_config
 
@@ -87,6 +103,27 @@ def save_images(images: dict[str, np.ndarray], names: list[str], out: Path) -> N
                 Image.fromarray(arr[i, s]).save(folder / f"{name}_{j}.png")
 
 
+def unlabelled_pool(release, root: Path, env: "RunEnv", *, t_start: int = T_START, t_end: int = T_END) -> UnlabelledPool:
+    """Every subject's training and validation trials, EEG only (float16), for pretraining."""
+    splits_path = root / SPLIT_FILES[env.split_mode]
+    parts = select_split(release, load_splits(splits_path), subject=0, mode=env.split_mode, min_len=max(460, t_end), splits_path=splits_path)
+
+    def stack(idx: np.ndarray) -> torch.Tensor:
+        out = torch.empty(len(idx), release.eeg[0].shape[0], t_end - t_start, dtype=torch.float16)
+        for j, i in enumerate(idx):
+            x = release.eeg[int(i)][:, t_start:t_end]
+            if not bool(torch.isfinite(x).all()):
+                from brainvis.errors import DataError
+
+                raise DataError(f"{release.path}: trial {int(i)} contains NaN or Inf EEG values")
+            out[j] = x
+        return out
+
+    description = {"dataset_id": env.dataset_id, "split_mode": env.split_mode, "subjects": sorted(int(s) for s in np.unique(release.subject[parts["train"]])),
+                   "n_train": int(parts["train"].size), "n_val": int(parts["val"].size), "window": [t_start, t_end]}  # fmt: skip
+    return UnlabelledPool(description, int(parts["train"].size), int(parts["val"].size), lambda: (stack(parts["train"]), stack(parts["val"])))
+
+
 def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=None) -> dict:
     """Run one trial and return ``{"metrics", "timings", "fit", "n_test", "images_dir"}``."""
     say = stage_cb or (lambda stage: None)
@@ -100,7 +137,7 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
         release=release,
     )
     method_cls = get_method(spec.method)
-    backbones = _backbones(env.backbones, env.backbones_dir, env.dataset_id if env.backbones == "mini" else None) if method_cls.needs_generator else None
+    backbones = _backbones(env.backbones, env.backbones_dir, stimulus_id(root) if env.backbones == "mini" else None) if method_cls.needs_generator else None
     timings["load"] = time.perf_counter() - t
 
     captions: dict[str, str] = {}
@@ -122,6 +159,8 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
         captions=captions,
         image_root=root / "images",
         device=env.device,
+        pretrain_pool=lambda: unlabelled_pool(release, root, env),
+        shared=SharedWork(cache_dir(env.cache_dir) / "shared" / env.dataset_id, version=code_version()),
     )
     method = method_cls()
     say("fit")

@@ -1,9 +1,14 @@
 """BrainVis as a benchmark method: the training stages, selection on validation, and generation.
 
-Stages (each selects its best epoch on the *validation* split; the test split never reaches here):
+Stages (each keeps its best *validation* epoch and stops early after ``patience`` epochs without
+improvement; the test split never reaches here):
 
 1. frequency encoder: FFT amplitudes + LSTM, trained with its own 40-way head;
-2. time encoder pretraining: latent masked modeling on the training EEG (no labels);
+2. time encoder pretraining: latent masked modeling on unlabelled EEG. ``pretrain_data =
+   "all_subjects"`` (the paper's protocol, the default): every subject's training trials (no
+   labels; the epoch is chosen on every subject's validation trials), never a test image's trials,
+   computed once per dataset and seed and shared by all trials through the harness's cache;
+   ``"subject"``: the trial's own training trials;
 3. time encoder supervised fine-tuning with a 40-way head;
 4. joint fine-tuning of both branches through the fusion classifier;
 5. alignment: the alignment network maps ``concat(features, logits)`` to the text encoder's token
@@ -13,6 +18,10 @@ Stages (each selects its best epoch on the *validation* split; the test split ne
 Ablation switches (trial options): ``use_time``, ``use_freq``, ``pretrain``, ``finetune``,
 ``stage1``, ``stage2``. Without fine-tuning, stages 3-4 train the fusion classifier only, on frozen
 (pretrained) encoder features.
+
+Each stage draws from its own random stream (seed, stage), and the pretraining runs in a forked
+global RNG, so a trial's result is the same whether the shared pretraining was computed in it or
+loaded from the cache.
 """
 
 from __future__ import annotations
@@ -24,13 +33,26 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from bench.method import FitContext, Method, Predictions, StageClock, register_method
+from bench.training import accuracy as _accuracy
+from bench.training import batches as _batches
+from bench.training import stage_report, train_classifier
 from brainvis.data import TrialSet
 from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, TimeEncoder, alignment_loss
 
 ABLATIONS = ("use_time", "use_freq", "pretrain", "finetune", "stage1", "stage2")
+PRETRAIN_DATA = ("all_subjects", "subject")
+PRETRAIN_VERSION = "1"  # bump when the shared pretraining's output changes
+# What the shared pretraining depends on (besides data and seed): the time encoder and its pretraining.
+PRETRAIN_FIELDS = ("d_model", "n_layers", "n_heads", "d_ffn", "dropout", "patch_size", "mask_ratio", "momentum",
+                   "n_regressor_layers", "n_codewords", "batch_size", "pretrain_epochs", "pretrain_lr", "weight_decay", "patience",
+                   "pretrain_signal_weight", "rezero")  # fmt: skip
+
+
+def stage_generator(seed: int, stage: int) -> torch.Generator:
+    """The random stream of one training stage (independent of every other stage's draws)."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 0xB7, stage]).generate_state(1)[0]))
 
 
 @dataclass(frozen=True)
@@ -66,6 +88,13 @@ class BrainVisConfig:
     align_ce_weight: float = 1.0
     use_mse: bool = True
     weight_decay: float = 0.01
+    freq_input_norm: str = "none"  # "log": log1p amplitudes, standardised on the training EEG (published: raw)
+    freq_readout: str = "last"  # "mean": mean of the LSTM outputs over bins (published: last step)
+    freq_dropout: float = 0.0
+    pretrain_data: str = "all_subjects"  # or "subject" (see the module docstring)
+    pretrain_signal_weight: float = 0.0  # an extra raw-signal (MAE) target in masked modeling (published: none)
+    rezero: bool = False  # ReZero encoder layers (residual gates start at 0), as the official classes
+    patience: int = 0  # early stopping of every stage after this many epochs without improvement (0: off)
     # ablation switches
     use_time: bool = True
     use_freq: bool = True
@@ -87,55 +116,26 @@ class BrainVisConfig:
             raise ValueError("BrainVis needs at least one of use_time / use_freq")
         if not (cfg.stage1 or cfg.stage2):
             raise ValueError("BrainVis needs at least one of stage1 / stage2")
+        if cfg.pretrain_data not in PRETRAIN_DATA:
+            raise ValueError(f"pretrain_data must be one of {', '.join(PRETRAIN_DATA)}; got {cfg.pretrain_data!r}")
         return cfg
 
-
-def _batches(n: int, batch: int, g: torch.Generator, shuffle: bool = True):
-    order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
-    for i in range(0, n, batch):
-        yield order[i : i + batch]
-
-
-def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
-    return float((logits.argmax(1) == y).float().mean())
-
-
-@torch.no_grad()
-def _eval_logits(fn, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    return torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
-
-
-def train_classifier(
-    module: nn.Module, forward, train: TrialSet, val: TrialSet, *, epochs: int, lr: float, batch: int, wd: float, g: torch.Generator, params=None
-) -> dict:
-    """Supervised training with CE; keeps the state with the best validation accuracy."""
-    opt = torch.optim.AdamW(params if params is not None else module.parameters(), lr=lr, weight_decay=wd)
-    best = (-1.0, 0, copy.deepcopy(module.state_dict()))
-    for epoch in range(epochs):
-        module.train()
-        for idx in _batches(len(train), batch, g):
-            loss = F.cross_entropy(forward(train.eeg[idx]), train.label[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        module.eval()
-        acc = _accuracy(_eval_logits(forward, val.eeg), val.label)
-        if acc > best[0]:
-            best = (acc, epoch + 1, copy.deepcopy(module.state_dict()))
-    module.load_state_dict(best[2])
-    module.eval()
-    return {"val_top1": best[0], "best_epoch": best[1], "epochs": epochs}
+    @property
+    def patience_or_none(self) -> int | None:
+        return self.patience if self.patience > 0 else None
 
 
 def build_branches(cfg: BrainVisConfig, *, n_chans: int = 128, n_times: int = 440, n_classes: int = 40) -> tuple[FreqEncoder | None, TimeEncoder | None]:
     """The enabled branches at the profile's sizes (each with its own 40-way head)."""
-    freq = FreqEncoder(n_chans=n_chans, n_times=n_times, n_bins=cfg.n_bins, hidden=cfg.hidden, n_outputs=n_classes) if cfg.use_freq else None
+    freq = FreqEncoder(n_chans=n_chans, n_times=n_times, n_bins=cfg.n_bins, hidden=cfg.hidden, n_outputs=n_classes, input_norm=cfg.freq_input_norm,
+                       readout=cfg.freq_readout, dropout=cfg.freq_dropout) if cfg.use_freq else None
     time_enc = None
     if cfg.use_time:
         time_enc = TimeEncoder(
             n_chans=n_chans, n_times=n_times, patch_size=cfg.patch_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
             n_heads=cfg.n_heads, d_ffn=cfg.d_ffn, dropout=cfg.dropout, mask_ratio=cfg.mask_ratio, momentum=cfg.momentum,
             n_regressor_layers=cfg.n_regressor_layers, n_codewords=cfg.n_codewords, n_outputs=n_classes, pretraining=cfg.pretrain,
+            signal_weight=cfg.pretrain_signal_weight, rezero=cfg.rezero,
         )  # fmt: skip
     return freq, time_enc
 
@@ -161,7 +161,7 @@ class BrainVis(Method):
     def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:
         cfg = BrainVisConfig.from_profile(ctx.profile, dict(ctx.spec.options))
         self.cfg, self.ctx = cfg, ctx
-        g = torch.Generator().manual_seed(ctx.spec.seed)
+        seed = ctx.spec.seed
         n_classes = len(ctx.class_prompts)
         n_chans, n_times = train.eeg.shape[1:]
         report: dict = {"config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}}
@@ -169,23 +169,24 @@ class BrainVis(Method):
         clock = StageClock()
         report["stage_seconds"] = clock.seconds
         lap = clock.lap
+        patience = cfg.patience_or_none
+        kw = dict(batch=cfg.batch_size, wd=cfg.weight_decay, patience=patience)
 
         freq, time_enc = build_branches(cfg, n_chans=n_chans, n_times=n_times, n_classes=n_classes)
         if freq is not None:
             log("brainvis: frequency encoder")
-            report["freq"] = train_classifier(freq, freq.classify, train, val, epochs=cfg.freq_epochs, lr=cfg.freq_lr, batch=cfg.batch_size, wd=cfg.weight_decay, g=g)
+            freq.fit_input_stats(train.eeg)
+            report["freq"] = train_classifier(freq, freq.classify, train, val, epochs=cfg.freq_epochs, lr=cfg.freq_lr, g=stage_generator(seed, 1), **kw)
             lap("freq")
 
         if time_enc is not None:
             if cfg.pretrain:
-                log("brainvis: masked-modeling pretraining")
-                report["pretrain"] = self._pretrain(time_enc, train, val, g)
+                log(f"brainvis: masked-modeling pretraining ({cfg.pretrain_data})")
+                report["pretrain"] = self._pretrain_stage(time_enc, train, val)
                 lap("pretrain")
             if cfg.finetune:
                 log("brainvis: time-encoder fine-tuning")
-                report["finetune"] = train_classifier(
-                    time_enc, time_enc.classify, train, val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch=cfg.batch_size, wd=cfg.weight_decay, g=g
-                )
+                report["finetune"] = train_classifier(time_enc, time_enc.classify, train, val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, g=stage_generator(seed, 3), **kw)
                 lap("finetune")
 
         self.encoder = BrainVisEncoder(n_chans=n_chans, n_times=n_times, n_outputs=n_classes, use_time=cfg.use_time, use_freq=cfg.use_freq, time_encoder=time_enc, freq_encoder=freq)
@@ -198,41 +199,76 @@ class BrainVis(Method):
                 p.requires_grad_(True)
         epochs = cfg.joint_epochs if cfg.finetune else cfg.finetune_epochs
         report["joint"] = train_classifier(
-            self.encoder, lambda x: self.encoder(x)["logits"], train, val, epochs=epochs, lr=cfg.joint_lr, batch=cfg.batch_size, wd=cfg.weight_decay, g=g, params=params
+            self.encoder, lambda x: self.encoder(x)["logits"], train, val, epochs=epochs, lr=cfg.joint_lr, g=stage_generator(seed, 4), params=params, **kw
         )
         lap("joint")
 
         self.align = None
         if cfg.stage1 and ctx.backbones is not None:
             log("brainvis: alignment")
-            report["align"] = self._align(train, val, g)
+            report["align"] = self._align(train, val, stage_generator(seed, 5))
             lap("align")
         return report
 
     # ---------------------------------------------------------------------------------------------
 
-    def _pretrain(self, enc: TimeEncoder, train: TrialSet, val: TrialSet, g: torch.Generator) -> dict:
-        """Masked modeling on training EEG; keeps the epoch with the lowest validation loss."""
+    def _pretrain_stage(self, enc: TimeEncoder, train: TrialSet, val: TrialSet) -> dict:
+        """Masked-modeling pretraining on the configured data; shared across trials when pooled."""
+        cfg, ctx = self.cfg, self.ctx
+        g = stage_generator(ctx.spec.seed, 2)
+
+        def run(x_train: torch.Tensor, x_val: torch.Tensor) -> dict:
+            with torch.random.fork_rng(devices=[]):  # dropout draws here leave the later stages' RNG untouched
+                torch.manual_seed(int(g.initial_seed()) % (2**31))
+                rep = self._pretrain(enc, x_train, x_val, g)
+            return rep
+
+        pool = ctx.pretrain_pool() if cfg.pretrain_data == "all_subjects" and ctx.pretrain_pool is not None else None
+        if pool is None:
+            rep = run(train.eeg, val.eeg)
+            return {**rep, "data": "subject", "n_train": len(train), "n_val": len(val)}
+        parts = {
+            "what": "brainvis.time_pretrain", "version": PRETRAIN_VERSION, "pool": pool.describe(), "seed": int(ctx.spec.seed),
+            "n_chans": int(enc.n_chans), "n_times": int(enc.n_times), "config": {k: getattr(cfg, k) for k in PRETRAIN_FIELDS},
+        }  # fmt: skip
+
+        def compute() -> tuple[dict, dict]:
+            x_train, x_val = pool.load()
+            rep = run(x_train, x_val)
+            return enc.state_dict(), rep
+
+        state, rep, here = ctx.shared.get(parts, compute)
+        if not here:
+            enc.load_state_dict(state)
+        return {**rep, "data": "all_subjects", "n_train": pool.n_train, "n_val": pool.n_val, "shared": "computed" if here else "loaded"}
+
+    def _pretrain(self, enc: TimeEncoder, x_train: torch.Tensor, x_val: torch.Tensor, g: torch.Generator) -> dict:
+        """Masked modeling on unlabelled EEG; keeps the epoch with the lowest validation loss."""
         cfg = self.cfg
         params = [p for n, p in enc.named_parameters() if not n.startswith("ema_backbone") and not n.startswith("head")]
         opt = torch.optim.AdamW(params, lr=cfg.pretrain_lr, weight_decay=cfg.weight_decay)
         best = (math.inf, 0, copy.deepcopy(enc.state_dict()))
-        vg = torch.Generator().manual_seed(12345)  # fixed masks for validation
+        vg = torch.Generator()
+        ran = 0
         for epoch in range(cfg.pretrain_epochs):
             enc.train()
-            for idx in _batches(len(train), cfg.batch_size, g):
-                loss = enc.pretrain_loss(train.eeg[idx], generator=g)["loss"]
+            for idx in _batches(len(x_train), cfg.batch_size, g):
+                loss = enc.pretrain_loss(x_train[idx].float(), generator=g)["loss"]
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 enc.update_ema()
             enc.eval()
             with torch.no_grad():
-                vloss = float(enc.pretrain_loss(val.eeg, generator=vg.manual_seed(12345))["loss"])
+                vg.manual_seed(12345)  # the same masks every epoch
+                vloss = float(np.mean([float(enc.pretrain_loss(x_val[i : i + 256].float(), generator=vg)["loss"]) for i in range(0, len(x_val), 256)]))
+            ran = epoch + 1
             if vloss < best[0]:
                 best = (vloss, epoch + 1, copy.deepcopy(enc.state_dict()))
+            elif cfg.patience_or_none is not None and epoch + 1 - best[1] >= cfg.patience:
+                break
         enc.load_state_dict(best[2])
-        return {"val_loss": best[0], "best_epoch": best[1], "epochs": cfg.pretrain_epochs}
+        return stage_report(best[0], best[1], ran, cfg.pretrain_epochs, key="val_loss")
 
     def _targets(self, data: TrialSet) -> tuple[torch.Tensor, torch.Tensor]:
         """Class-prompt and caption token sequences ``[N, T, W]`` for a split's trials."""
@@ -260,6 +296,7 @@ class BrainVis(Method):
         params = list(self.align.parameters()) + ([p for p in self.encoder.parameters()] if cfg.finetune else [])
         opt = torch.optim.AdamW(params, lr=cfg.align_lr, weight_decay=cfg.weight_decay)
         best = (math.inf, 0, None)
+        ran = 0
         for epoch in range(cfg.align_epochs):
             self.encoder.train(cfg.finetune)
             self.align.train()
@@ -277,14 +314,17 @@ class BrainVis(Method):
                 out = self.encoder(val.eeg)
                 vloss = float(alignment_loss(self.align(out["features"], out["logits"]), vl, vc, w, use_mse=cfg.use_mse)["loss"])
                 vloss += cfg.align_ce_weight * float(F.cross_entropy(out["logits"], val.label))
+            ran = epoch + 1
             if vloss < best[0]:
                 best = (vloss, epoch + 1, (copy.deepcopy(self.encoder.state_dict()), copy.deepcopy(self.align.state_dict())))
+            elif cfg.patience_or_none is not None and epoch + 1 - best[1] >= cfg.patience:
+                break
         self.encoder.load_state_dict(best[2][0])
         self.align.load_state_dict(best[2][1])
         with torch.no_grad():
             out = self.encoder(val.eeg)
             val_top1 = _accuracy(out["logits"], val.label)
-        return {"val_loss": best[0], "best_epoch": best[1], "epochs": cfg.align_epochs, "w": w, "val_top1_after": val_top1}
+        return {**stage_report(best[0], best[1], ran, cfg.align_epochs, key="val_loss"), "w": w, "val_top1_after": val_top1}
 
     # ---------------------------------------------------------------------------------------------
 

@@ -9,12 +9,15 @@
   because at 4 channels the 8x8 latent lost the fills' 4-pixel stripes and checks, and with them
   the class) + ``UNet2DConditionModel`` + PNDM (PLMS) scheduler, driven by
   :class:`~bench.backbones.diffusion.DiffusersGenerator`.
-- Evaluation classifier (N-way Top-K), fidelity network (IS/FID features, registered with
-  torch-fidelity) and captioner (attribute heads -> caption): small CNNs.
+- Evaluation classifier (N-way Top-K over the renderer's 200 concepts, of which the world's 40
+  classes are a part, as ImageNet's 1,000 classes hold EEG-CVPR40's 40; plus attribute heads for
+  attribute fidelity), fidelity network (IS/FID features over the 200 concepts, registered with
+  torch-fidelity) and captioner (class + attribute heads -> caption): small CNNs.
 
 Weights live in one safetensors file per model under ``bench/weights/`` (stored as float16 to keep
-the package small) with ``manifest.json`` recording the world id they were trained for, the command,
-the training seed and their measured quality.
+the package small) with ``manifest.json`` recording the stimulus id they were trained for (one set of
+weights serves every world with those images and splits: a world and its null worlds), the
+command, the training seed and their measured quality.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from safetensors.torch import load_file, save_file
 from bench.backbones.base import Backbones, to_uint8_images
 from bench.backbones.diffusion import DiffusersGenerator
 from bench.paths import MINI_MANIFEST, MINI_WEIGHTS_DIR
-from bench.world.images import ATTRIBUTES
-from brainvis.classes import CLASS_NAMES
+from bench.world.images import ATTRIBUTES, N_CONCEPTS, concept_of_label
+from brainvis.classes import CLASS_NAMES, WNIDS
 from brainvis.errors import UserError
 
 RESOLUTION = 32
@@ -72,7 +75,9 @@ UNET_CFG = dict(
     norm_num_groups=16,
 )
 SCHEDULER_CFG = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
-CAPTION_HEADS = {"class": len(CLASS_NAMES), **{k: len(v) for k, v in ATTRIBUTES.items()}}
+ATTRIBUTE_HEADS = {k: len(v) for k, v in ATTRIBUTES.items()}
+CAPTION_HEADS = {"class": len(CLASS_NAMES), **ATTRIBUTE_HEADS}  # the captioner: the world's 40 classes
+JUDGE_HEADS = {"class": N_CONCEPTS, **ATTRIBUTE_HEADS}  # the evaluation classifier: the renderer's 200 concepts
 MEAN = torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1)
 STD = torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1)
 
@@ -173,9 +178,10 @@ class MiniClipImage:
 
 
 class MiniClassifier:
-    """Evaluation classifier: softmax over the 40 world classes (the dataset's own label order)."""
+    """Evaluation classifier: softmax over the renderer's 200 concepts (a superset of the world's 40
+    classes, as ImageNet's classes are of EEG-CVPR40's), and the image's attributes."""
 
-    label_space = "dataset"
+    label_space = "concepts"
 
     def __init__(self, net: SmallCNN) -> None:
         self.net = net.eval()
@@ -184,6 +190,19 @@ class MiniClassifier:
     @torch.no_grad()
     def probs(self, images: np.ndarray) -> torch.Tensor:
         return F.softmax(self.net(images_to_tensor(images))["class"], dim=-1)
+
+    def class_of_label(self, wnids: list[str]) -> np.ndarray | None:
+        """The classifier's class index of each dataset class (by WNID); None if one is unknown."""
+        try:
+            return np.array([concept_of_label(WNIDS.index(w)) for w in wnids])
+        except ValueError:
+            return None
+
+    @torch.no_grad()
+    def attribute_probs(self, images: np.ndarray) -> dict[str, torch.Tensor]:
+        """Softmax of each attribute head (``ATTRIBUTES`` order of values), ``{name: [B, n_values]}``."""
+        out = self.net(images_to_tensor(images))
+        return {k: F.softmax(out[k], dim=-1) for k in ATTRIBUTES if k in out}
 
 
 class MiniCaptioner:
@@ -234,8 +253,8 @@ MODELS = {
     "clip_phase1": build_clip,
     "vae": build_vae,
     "unet": build_unet,
-    "classifier": lambda: SmallCNN({"class": len(CLASS_NAMES)}, width=16),
-    "fidelity": lambda: SmallCNN({"class": len(CLASS_NAMES)}, width=12),
+    "classifier": lambda: SmallCNN(JUDGE_HEADS, width=24),
+    "fidelity": lambda: SmallCNN({"class": N_CONCEPTS}, width=12),
     "captioner": lambda: SmallCNN(CAPTION_HEADS, width=16),
 }
 
@@ -259,15 +278,6 @@ def load_model(name: str, weights_dir: Path) -> nn.Module:
     return model.eval()
 
 
-@dataclass
-class MiniManifest:
-    world_id: str
-    seed: int
-    command: str
-    quality: dict
-    digests: dict
-
-
 def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
     path = weights_dir / MANIFEST
     if not path.is_file():
@@ -275,22 +285,23 @@ def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
     return json.loads(path.read_text())
 
 
-def check_world(world_id: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
-    """Verify the mini weights were trained for this world; raise a how-to-retrain error if not."""
+def check_stimuli(stimulus_id: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
+    """Verify the mini weights were trained on these stimuli (images and splits); raise a
+    how-to-retrain error if not."""
     manifest = read_manifest(weights_dir)
-    if manifest["world_id"] != world_id:
+    if manifest.get("stimulus_id") != stimulus_id:
         raise UserError(
-            f"the mini backbones at {weights_dir} were trained for world {manifest['world_id']}, not {world_id}; "
-            f"retrain them for this world with `bench backbones train --world <this world's folder> --out DIR` "
+            f"the mini backbones at {weights_dir} were trained for stimuli {manifest.get('stimulus_id', manifest.get('world_id'))}, "
+            f"not {stimulus_id}; retrain them with `bench backbones train --world <this world's folder> --out DIR` "
             f"(about {manifest.get('train_minutes', '?')} min on 2 cores) and pass `--backbones-dir DIR`"
         )
     return manifest
 
 
-def load_mini_backbones(weights_dir: Path = WEIGHTS_DIR, *, world_id: str | None = None) -> Backbones:
-    """All roles at mini scale from ``weights_dir`` (checked against ``world_id`` if given)."""
+def load_mini_backbones(weights_dir: Path = WEIGHTS_DIR, *, stimulus_id: str | None = None) -> Backbones:
+    """All roles at mini scale from ``weights_dir`` (checked against ``stimulus_id`` if given)."""
     weights_dir = Path(weights_dir)
-    manifest = check_world(world_id, weights_dir) if world_id else read_manifest(weights_dir)
+    manifest = check_stimuli(stimulus_id, weights_dir) if stimulus_id else read_manifest(weights_dir)
     clip = load_model("clip", weights_dir)
     text = MiniClipText(clip)
     vae = load_model("vae", weights_dir)

@@ -2,8 +2,10 @@
 
 Training data ("the world's corpus"): the world's training-split stimulus images with their
 captions, plus images drawn from the world's renderer with a seed disjoint from the stimulus images
-(the analogue of the web-scale data real backbones are trained on). Validation and test stimulus
-images are never used for training; the quality figures are measured on them.
+(the analogue of the web-scale data real backbones are trained on). The evaluation classifier and
+the fidelity network also see renders of all 200 concepts of the renderer (the world's 40 classes
+among them), as ImageNet models know far more classes than EEG-CVPR40 shows. Validation and test
+stimulus images are never used for training; the quality figures are measured on them.
 
 Stages run two at a time (one torch thread each): CLIP || VAE, then UNet || (the three CNNs, then the VAE decoder fine-tune).
 """
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench.backbones import mini as M
-from bench.world.images import ATTRIBUTES, caption, render, sample_specs
+from bench.world.images import ATTRIBUTES, N_CONCEPTS, caption, concept_of_label, render, sample_specs
 from brainvis.classes import CLASS_NAMES, class_prompt
 from brainvis.data import SPLIT_FILES, image_path, load_splits
 from brainvis.errors import UserError
@@ -57,7 +59,9 @@ class TrainConfig:
     unet_lr: float = 1e-3
     unet_ema: float = 0.995
     cond_dropout: float = 0.1  # share of empty-prompt conditions (for classifier-free guidance)
-    cnn_steps: int = 800
+    concept_per_class: int = 60  # renders per concept (200 concepts) for the classifier and fidelity net
+    cnn_steps: int = 800  # the captioner (40 classes)
+    judge_steps: int = 2500  # the classifier and the fidelity net (200 concepts)
     cnn_batch: int = 128
     cnn_lr: float = 2e-3
     eval_steps: int = 25  # sampling steps for the generator quality figure
@@ -66,7 +70,7 @@ class TrainConfig:
 
 
 SHIPPED = ("clip", "vae", "unet", "classifier", "fidelity", "captioner")
-QUICK = TrainConfig(clip2_steps=2, vae_decoder_steps=2, corpus_per_class=8, clip_steps=3, vae_steps=3, unet_steps=3, cnn_steps=3, clip_batch=16, vae_batch=8, unet_batch=8, cnn_batch=16, eval_steps=2, guidance_grid=(1.0, 2.0), guidance_per_class=1)
+QUICK = TrainConfig(clip2_steps=2, vae_decoder_steps=2, corpus_per_class=8, concept_per_class=2, clip_steps=3, vae_steps=3, unet_steps=3, cnn_steps=3, judge_steps=3, clip_batch=16, vae_batch=8, unet_batch=8, cnn_batch=16, eval_steps=2, guidance_grid=(1.0, 2.0), guidance_per_class=1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,7 +108,8 @@ def world_stimuli(world: Path, part: str | tuple[str, ...]) -> dict:
 
 
 def build_corpus(world: Path, cfg: TrainConfig, world_seed: int) -> dict:
-    """World training stimuli + freshly rendered images (disjoint seed), at mini resolution."""
+    """World training stimuli + freshly rendered images (disjoint seed), at mini resolution; and
+    renders of all 200 concepts (labels: concept index) for the evaluation classifier and fidelity net."""
     train = world_stimuli(world, "train")
     rng = np.random.default_rng(np.random.SeedSequence([world_seed, 0xC0, cfg.seed]))
     specs = sample_specs(cfg.corpus_per_class, rng)
@@ -113,7 +118,18 @@ def build_corpus(world: Path, cfg: TrainConfig, world_seed: int) -> dict:
         k: np.concatenate([train["labels"][k], np.array([s.label if k == "class" else ATTRIBUTES[k].index(getattr(s, k)) for s in specs])])
         for k in M.CAPTION_HEADS
     }
-    return {"images": np.concatenate([train["images"], extra]), "captions": train["captions"] + [caption(s) for s in specs], "labels": labels}
+    # Concepts: sample_specs draws balanced attributes per "class"; each spec is drawn as one concept.
+    crng = np.random.default_rng(np.random.SeedSequence([world_seed, 0xC1, cfg.seed]))
+    cspecs = [s for _ in range(N_CONCEPTS // 40) for s in sample_specs(cfg.concept_per_class, crng)]
+    concept = np.repeat(np.arange(N_CONCEPTS), cfg.concept_per_class)
+    cimages = np.stack([_small(_jpeg_roundtrip(render(s, 64, concept_index=int(c)))) for s, c in zip(cspecs, concept)])
+    images = np.concatenate([train["images"], extra])
+    judge_labels = {
+        "class": np.concatenate([np.array([concept_of_label(int(c)) for c in labels["class"]]), concept]),
+        **{k: np.concatenate([labels[k], np.array([ATTRIBUTES[k].index(getattr(s, k)) for s in cspecs])]) for k in ATTRIBUTES},
+    }
+    return {"images": images, "captions": train["captions"] + [caption(s) for s in specs], "labels": labels,
+            "judge_images": np.concatenate([images, cimages]), "judge_labels": judge_labels}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -297,29 +313,37 @@ def stage_unet(work: Path, cfg: TrainConfig) -> str:
     return "unet"
 
 
+def _train_cnn(name: str, x_all: torch.Tensor, targets: dict[str, torch.Tensor], steps: int, cfg: TrainConfig, seed: int, work: Path) -> None:
+    g = _setup(seed)
+    net = M.MODELS[name]().train()
+    heads = list(net.heads)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.cnn_lr, weight_decay=1e-4)
+    for step, idx in enumerate(_batches(len(x_all), cfg.cnn_batch, steps, g)):
+        _cosine_lr(opt, cfg.cnn_lr, step, steps, warmup=50)
+        x = x_all[idx]
+        # light augmentation: small shifts keep the classifier robust to generated images
+        dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+        out = net(x)
+        loss = sum(F.cross_entropy(out[h], targets[h][idx], label_smoothing=0.05) for h in heads)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 20 == 0 or step == steps - 1:
+            _log(work, name, step + 1, steps, float(loss.detach()))
+    M.save_model(net, work / f"{name}.safetensors")
+
+
 def stage_cnns(work: Path, cfg: TrainConfig) -> str:
+    """The captioner on the world corpus (40 classes + attributes); the evaluation classifier and
+    the fidelity net on the corpus plus the 200-concept renders."""
     data = np.load(work / "corpus.npz")
-    x_all = M.images_to_tensor(data["images"])
-    targets = {k: torch.as_tensor(data[k]) for k in M.CAPTION_HEADS}
-    for k, name in enumerate(("classifier", "fidelity", "captioner")):
-        g = _setup(cfg.seed + 10 + k)
-        net = M.MODELS[name]().train()
-        heads = list(net.heads)
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.cnn_lr, weight_decay=1e-4)
-        for step, idx in enumerate(_batches(len(x_all), cfg.cnn_batch, cfg.cnn_steps, g)):
-            _cosine_lr(opt, cfg.cnn_lr, step, cfg.cnn_steps, warmup=50)
-            x = x_all[idx]
-            # light augmentation: small shifts keep the classifier robust to generated images
-            dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
-            x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-            out = net(x)
-            loss = sum(F.cross_entropy(out[h], targets[h][idx], label_smoothing=0.05) for h in heads)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if step % 20 == 0 or step == cfg.cnn_steps - 1:
-                _log(work, name, step + 1, cfg.cnn_steps, float(loss.detach()))
-        M.save_model(net, work / f"{name}.safetensors")
+    _train_cnn("captioner", M.images_to_tensor(data["images"]), {k: torch.as_tensor(data[k]) for k in M.CAPTION_HEADS}, cfg.cnn_steps, cfg, cfg.seed + 12, work)
+    judge = np.load(work / "judge.npz")
+    x_judge = M.images_to_tensor(judge["images"])
+    targets = {k: torch.as_tensor(judge[k]) for k in M.JUDGE_HEADS}
+    _train_cnn("classifier", x_judge, targets, cfg.judge_steps, cfg, cfg.seed + 10, work)
+    _train_cnn("fidelity", x_judge, {"class": targets["class"]}, cfg.judge_steps, cfg, cfg.seed + 11, work)
     return "cnns"
 
 
@@ -339,10 +363,20 @@ def render_validation(world_seed: int, cfg: TrainConfig) -> dict:
     }
 
 
+def _judged(bb, images: np.ndarray) -> np.ndarray:
+    """The evaluation classifier's class (a concept index) of each image."""
+    return bb.classifier.probs(images).argmax(1).numpy()
+
+
+def _concepts(labels: np.ndarray) -> np.ndarray:
+    return np.array([concept_of_label(int(c)) for c in labels])
+
+
 def class_fidelity(bb, captions: list[str], labels: np.ndarray, *, steps: int, guidance: float, seed: int) -> float:
-    """Share of images generated from ``captions`` that the evaluation classifier puts in ``labels``."""
+    """Share of images generated from ``captions`` that the evaluation classifier (200 concepts)
+    puts in the concept of their world class ``labels``."""
     gen = bb.generator.txt2img(bb.text_encoder.encode_tokens(captions), steps=steps, guidance=guidance, seed=seed)
-    return float((bb.classifier.probs(gen).argmax(1).numpy() == labels).mean())
+    return float((_judged(bb, gen) == _concepts(labels)).mean())
 
 
 def select_guidance(world_seed: int, weights_dir: Path, cfg: TrainConfig) -> dict:
@@ -379,7 +413,9 @@ def measure_quality(world: Path, weights_dir: Path, cfg: TrainConfig, *, limit: 
     guidance = float(guidance)
     labels = held["labels"]["class"]
     out: dict = {"n_heldout": int(len(labels))}
-    out["classifier_accuracy"] = float((bb.classifier.probs(held["images"]).argmax(1).numpy() == labels).mean())
+    out["classifier_accuracy"] = float((_judged(bb, held["images"]) == _concepts(labels)).mean())  # 200-way
+    att = bb.classifier.attribute_probs(held["images"])
+    out["classifier_attribute_accuracy"] = float(np.mean([(att[k].argmax(1).numpy() == held["labels"][k]).mean() for k in ATTRIBUTES]))
     img = bb.image_encoder.encode(held["images"])
     txt = bb.text_encoder.encode_pooled([class_prompt(c) for c in range(len(CLASS_NAMES))])
     out["clip_retrieval_top1"] = float(((img @ txt.T).argmax(1).numpy() == labels).mean())
@@ -414,13 +450,16 @@ def train_backbones(world: str | Path, out: str | Path, cfg: TrainConfig = Train
     work = out / ".work"
     work.mkdir(exist_ok=True)
     t0 = time.perf_counter()
-    stamp = json.dumps({"world": world_manifest["world_id"], "cfg": asdict(cfg)}, sort_keys=True)
+    if "stimulus_id" not in world_manifest:
+        raise UserError(f"{world}: built by an older generator (no stimulus id in world.json); rebuild it with `bench world build`")
+    stamp = json.dumps({"stimuli": world_manifest["stimulus_id"], "cfg": asdict(cfg)}, sort_keys=True)
     if not (work / "stamp.json").is_file() or (work / "stamp.json").read_text() != stamp:
         # A fresh start (or a different world/config): nothing in the work folder can be reused.
         shutil.rmtree(work)
         work.mkdir()
         corpus = build_corpus(world, cfg, world_manifest["spec"]["seed"])
         np.savez(work / "corpus.npz", images=corpus["images"], **corpus["labels"])
+        np.savez(work / "judge.npz", images=corpus["judge_images"], **corpus["judge_labels"])
         (work / "captions.json").write_text(json.dumps(corpus["captions"]))
         (work / "stamp.json").write_text(stamp)
     timings = {"corpus": time.perf_counter() - t0}
@@ -449,6 +488,7 @@ def train_backbones(world: str | Path, out: str | Path, cfg: TrainConfig = Train
         os.replace(work / f"{name}.safetensors", out / f"{name}.safetensors")
     scale = json.loads((work / "latent_scale.json").read_text())["scaling_factor"]
     manifest = {
+        "stimulus_id": world_manifest["stimulus_id"],
         "world_id": world_manifest["world_id"],
         "seed": cfg.seed,
         "command": f"bench backbones train --world <{world_manifest['world_id']}> --seed {cfg.seed}",
@@ -491,9 +531,9 @@ def read_progress(work: Path) -> dict:
 def backbone_report(world: Path, weights_dir: Path = M.WEIGHTS_DIR, *, limit: int | None = 80) -> dict:
     """The ``backbones`` section of a world's report: verify the shipped weights match the world,
     then re-measure their quality on its held-out images (``limit`` of them for the generator)."""
-    world_id = json.loads((Path(world) / "world.json").read_text())["world_id"]
+    stimuli = json.loads((Path(world) / "world.json").read_text()).get("stimulus_id", "")
     try:
-        manifest = M.check_world(world_id, Path(weights_dir))
+        manifest = M.check_stimuli(stimuli, Path(weights_dir))
     except UserError as exc:
         return {"status": "unavailable", "reason": str(exc)}
     t0 = time.perf_counter()
@@ -503,10 +543,10 @@ def backbone_report(world: Path, weights_dir: Path = M.WEIGHTS_DIR, *, limit: in
     return {
         "status": "ok",
         "weights": str(weights_dir),
-        "trained_for": manifest["world_id"],
+        "trained_for": manifest.get("stimulus_id"),
         "command": manifest.get("command"),
         "digests": manifest.get("digests"),
-        **{k: quality[k] for k in ("classifier_accuracy", "clip_retrieval_top1", "generator_class_fidelity", "generator_class_fidelity_shuffled", "captioner_exact", "chance", "n_heldout")},
+        **{k: quality[k] for k in ("classifier_accuracy", "classifier_attribute_accuracy", "clip_retrieval_top1", "generator_class_fidelity", "generator_class_fidelity_shuffled", "captioner_exact", "chance", "n_heldout")},
         "settings": quality["settings"],
         "at_training": {k: v for k, v in manifest.get("quality", {}).items() if isinstance(v, float)},
         "seconds": round(time.perf_counter() - t0, 1),

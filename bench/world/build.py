@@ -25,8 +25,9 @@ from brainvis.data import SPLIT_FILES, DataConfig, load_release, load_split_data
 from brainvis.errors import UserError
 from bench.paths import MINI_MANIFEST, MINI_WEIGHTS_DIR
 from bench.world import eeg as sim
-from bench.world.images import ATTRIBUTES, ImageSpec, caption, render, sample_specs
-from bench.world.probe import band_log_power, binned_means, probe_accuracy, trial_means
+from bench.world.images import ATTRIBUTES, caption, render, sample_specs
+from bench.world.probe import band_log_power, band_powers, binned_means, probe_accuracy, ridge_accuracy, trial_means
+from bench.world.card import CARD_MD, write_card
 from bench.world.spec import WorldSpec
 
 EEG_FILE = "eeg_5_95_std.pth"
@@ -58,9 +59,19 @@ def _split_by_image(labels: np.ndarray, rng: np.random.Generator, images: np.nda
     return {name: np.sort(np.array(v, dtype=np.int64)) for name, v in parts.items()}
 
 
-def _simulate(args: tuple) -> sim.SubjectEEG:
-    subject, specs, lengths, codes, seed_seq, block_drift = args
-    return sim.simulate_subject(subject, specs, lengths, codes, np.random.default_rng(seed_seq), block_drift=block_drift)
+def _simulate(args: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """One subject's EEG into ``<tmp>/.sim-<s>-{filtered,raw}.npy`` (memory maps: a worker holds
+    only one chunk of trials in memory); returns (block, onset)."""
+    subject, specs, lengths, codes, seed, strengths, tmp = args
+    shape = (len(specs), sim.N_CHANNELS, sim.GEN_LEN)
+    filt = np.lib.format.open_memmap(Path(tmp) / f".sim-{subject}-filtered.npy", mode="w+", dtype=np.float32, shape=shape)
+    raw = np.lib.format.open_memmap(Path(tmp) / f".sim-{subject}-raw.npy", mode="w+", dtype=np.float32, shape=shape)
+    with threadpool_limits(1):
+        res = sim.simulate_subject(subject, specs, lengths, codes, seed, strengths=strengths, out=(filt, raw))
+    filt.flush()
+    raw.flush()
+    del filt, raw
+    return res.block, res.onset
 
 
 def _digest(tensors: list[torch.Tensor]) -> str:
@@ -68,6 +79,17 @@ def _digest(tensors: list[torch.Tensor]) -> str:
     for t in tensors:
         h.update(np.ascontiguousarray(t.numpy()).tobytes())
     return h.hexdigest()
+
+
+def build_command(spec: WorldSpec) -> str:
+    """The `bench world build` command that makes ``spec``."""
+    changed = spec.changed_effects()
+    cmd = f"bench world build --scale {spec.scale} --seed {spec.seed}"
+    if changed.get("block_drift") == 1.0:
+        cmd += " --block-drift"
+        changed.pop("block_drift")
+    cmd += "".join(f" --effect {k}={v:g}" for k, v in sorted(changed.items()))
+    return cmd + ("" if spec.raw_file else " --no-raw")
 
 
 def read_manifest(out: Path) -> dict | None:
@@ -124,7 +146,10 @@ def build_world(
 
             report["backbones"] = backbone_report(out)  # the shipped weights changed since: re-measure
             atomic_write_text(out / REPORT, json.dumps(report, indent=1))
+            write_card(out)
             say("re-checked the mini backbones (the shipped weights changed)")
+        elif not (out / CARD_MD).is_file():
+            write_card(out)
         return report
     if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists and does not hold world {spec.world_id}; choose another --out or pass --force to replace it")
@@ -136,12 +161,12 @@ def build_world(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        seeds = np.random.SeedSequence([spec.seed, int(spec.block_drift)]).spawn(4 + spec.subjects)
-        world_rng, image_rng, length_rng, split_rng = (np.random.default_rng(s) for s in seeds[:4])
+        def stream(purpose: int) -> np.random.Generator:  # keyed by purpose: effects never shift a stream
+            return np.random.default_rng(np.random.SeedSequence([spec.seed, purpose]))
 
-        # Images, captions, attributes.
-        say(f"rendering {spec.images_per_class * 40} images")
-        specs = sample_specs(spec.images_per_class, image_rng)
+        # Images, captions, attributes (they depend on the stimulus part of the spec only).
+        say(f"rendering {spec.n_images} images")
+        specs = sample_specs(spec.images_per_class, stream(1))
         for s in specs:
             path = tmp / "images" / s.name.split("_")[0] / f"{s.name}.JPEG"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,41 +176,49 @@ def build_world(
         timings["images"] = time.perf_counter() - t0
         say(f"rendered {len(specs)} images")
 
-        # EEG, one subject per task.
-        say(f"simulating the EEG of {spec.subjects} subjects")
+        # EEG, one subject per task, into memory maps in the build folder.
+        say(f"simulating the EEG of {spec.subjects} subjects x {len(specs)} trials")
         t1 = time.perf_counter()
-        codes = sim.world_codes(world_rng, len(specs))
+        codes = sim.world_codes(stream(4), len(specs))
         subjects = list(range(1, spec.subjects + 1))
-        lengths = {s: _lengths(length_rng, len(specs), spec.odd_length_rate) for s in subjects}
-        tasks = [(s, specs, lengths[s], codes, seeds[4 + k], spec.block_drift) for k, s in enumerate(subjects)]
+        lengths = {s: _lengths(np.random.default_rng(np.random.SeedSequence([spec.seed, 3, s])), len(specs), spec.odd_length_rate) for s in subjects}
+        strengths = dict(spec.effects)
+        tasks = [(s, specs, lengths[s], codes, spec.seed, strengths, str(tmp)) for s in subjects]
         if workers > 1:
             with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-                results = list(pool.map(_simulate, tasks))
+                sessions = list(pool.map(_simulate, tasks))
         else:
-            results = [_simulate(t) for t in tasks]
+            sessions = [_simulate(t) for t in tasks]
         timings["eeg_simulate"] = time.perf_counter() - t1
         say(f"simulated {len(subjects)} subjects x {len(specs)} trials")
 
+        say("writing the EEG files")
         t2 = time.perf_counter()
         labels = np.array([s.label for s in specs])
         names = [s.name for s in specs]
         digests = {}
-        for fname, attr in ((EEG_FILE, "filtered"), (RAW_FILE, "raw")):
-            trials = [
-                {"eeg": torch.from_numpy(x), "label": int(labels[i]), "image": i, "subject": subj}
-                for subj, res in zip(subjects, results)
-                for i, x in enumerate(getattr(res, attr))
-            ]
+        files = ((EEG_FILE, "filtered"), (RAW_FILE, "raw")) if spec.raw_file else ((EEG_FILE, "filtered"),)
+        for fname, kind in files:
+            # One file at a time; each trial its own tensor, as in the release (about 2 GB for the mini world).
+            trials = []
+            for subj in subjects:
+                mm = np.load(tmp / f".sim-{subj}-{kind}.npy", mmap_mode="r")
+                trials += [
+                    {"eeg": torch.from_numpy(np.array(mm[i, :, :L])), "label": int(labels[i]), "image": i, "subject": subj}
+                    for i, L in enumerate(lengths[subj])
+                ]
+                del mm
             torch.save({"dataset": trials, "labels": list(WNIDS), "images": names}, tmp / fname)
             digests[fname] = _digest([t["eeg"] for t in trials])
-        session = {
-            str(subj): {"onset_s": res.onset.round(3).tolist(), "block": res.block.tolist()} for subj, res in zip(subjects, results)
-        }
+            del trials
+        for p in tmp.glob(".sim-*.npy"):
+            p.unlink()
+        session = {str(subj): {"onset_s": onset.round(3).tolist(), "block": block.tolist()} for subj, (block, onset) in zip(subjects, sessions)}
         (tmp / "session.json").write_text(json.dumps(session))
-        del results
 
-        # Splits: 'all' indexes the full trial list (subject-major, image-minor: trial = (s-1)*n + i);
-        # 'single' indexes one subject's trials (position = image) and covers about half the images.
+        # Splits (stimulus part only): 'all' indexes the full trial list (subject-major, image-minor:
+        # trial = (s-1)*n + i); 'single' indexes one subject's trials (position = image) and covers about half the images.
+        split_rng = stream(2)
         n_img = len(specs)
         all_splits, single_splits = [], []
         for _ in range(spec.n_splits):
@@ -200,6 +233,8 @@ def build_world(
 
         manifest = {
             "world_id": spec.world_id,
+            "stimulus_id": spec.stimulus_id,
+            "label": spec.label(),
             "spec": spec.to_dict(),
             "format": "EEG-CVPR40 (Spampinato et al., CVPR 2017) on-disk layout; synthetic data",
             "files": sorted(p.name for p in tmp.iterdir() if p.is_file()) + ["images/"],
@@ -207,7 +242,7 @@ def build_world(
             "n_trials": len(subjects) * n_img,
             "n_images": n_img,
             "subjects": subjects,
-            "command": f"bench world build --scale {spec.scale} --seed {spec.seed}" + (" --block-drift" if spec.block_drift else ""),
+            "command": build_command(spec),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
@@ -226,7 +261,8 @@ def build_world(
         timings["total"] = time.perf_counter() - t0
         report["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
         (tmp / REPORT).write_text(json.dumps(report, indent=1))
-        say("probed the world")
+        write_card(tmp)
+        say("probed the world; wrote its card (world_card.md)")
 
         if out.exists():
             trash = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -242,25 +278,25 @@ def build_world(
 
 
 def probe_subject(root: str | Path, subject: int) -> dict:
-    """Class, attribute and drift probes of one subject (see :mod:`bench.world.probe`)."""
+    """Class (ERP and band power), attribute and drift probes of one subject (see :mod:`bench.world.probe`)."""
     root = Path(root)
     with threadpool_limits(1):
         filt = load_release(root / EEG_FILE, check_finite=False)
-        raw = load_release(root / RAW_FILE, check_finite=False)
         attrs = json.loads((root / "attributes.json").read_text()) if (root / "attributes.json").is_file() else None
         d = load_split_data(DataConfig(root=str(root), subject=subject), release=filt)
-        r = load_split_data(DataConfig(root=str(root), eeg_file=RAW_FILE, subject=subject), release=raw)
         ytr, yte = d.train.label.numpy(), d.test.label.numpy()
         erp_tr, erp_te = binned_means(d.train.eeg), binned_means(d.test.eeg)
         res: dict = {
             "n_train": len(d.train),
             "n_test": len(d.test),
             "class_accuracy": probe_accuracy(erp_tr, ytr, erp_te, yte),
-            "drift_probes": {
-                "trial_means_raw": probe_accuracy(trial_means(r.train.eeg), ytr, trial_means(r.test.eeg), yte, c=1.0),
-                "band_power_5_95": probe_accuracy(band_log_power(d.train.eeg), ytr, band_log_power(d.test.eeg), yte, c=1.0),
-            },
+            "induced_accuracy": probe_accuracy(band_powers(d.train.eeg), ytr, band_powers(d.test.eeg), yte, c=1.0),
+            "drift_probes": {"band_power_30_95": probe_accuracy(band_log_power(d.train.eeg), ytr, band_log_power(d.test.eeg), yte, c=1.0)},
         }
+        if (root / RAW_FILE).is_file():
+            raw = load_release(root / RAW_FILE, check_finite=False)
+            r = load_split_data(DataConfig(root=str(root), eeg_file=RAW_FILE, subject=subject), release=raw)
+            res["drift_probes"]["trial_means_raw"] = probe_accuracy(trial_means(r.train.eeg), ytr, trial_means(r.test.eeg), yte, c=1.0)
         res["drift_accuracy"] = max(res["drift_probes"].values())
         if attrs is not None:
             res["attribute_accuracy"] = {}
@@ -269,6 +305,31 @@ def probe_subject(root: str | Path, subject: int) -> dict:
                 a_te = np.array([attrs[n][key] for n in d.test.image_names])
                 res["attribute_accuracy"][key] = probe_accuracy(erp_tr, a_tr, erp_te, a_te)
     return res
+
+
+def _erp_features(root: str | Path, subject: int) -> dict:
+    with threadpool_limits(1):
+        d = load_split_data(DataConfig(root=str(root), subject=subject), release=load_release(Path(root) / EEG_FILE, check_finite=False))
+        return {"train": (binned_means(d.train.eeg).astype(np.float32), d.train.label.numpy()), "test": (binned_means(d.test.eeg).astype(np.float32), d.test.label.numpy())}
+
+
+def cross_subject_probe(root: str | Path, subjects: list[int], *, workers: int = 2) -> dict[str, float]:
+    """Per subject: the ERP ridge probe trained on every other subject's training trials, scored on
+    this subject's test split (the shared codes' known answer)."""
+    if len(subjects) < 2:
+        return {}
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(subjects))) as pool:
+            feats = dict(zip(subjects, pool.map(_erp_features, [root] * len(subjects), subjects)))
+    else:
+        feats = {s: _erp_features(root, s) for s in subjects}
+    out = {}
+    with threadpool_limits(2):
+        for s in subjects:
+            xs = np.concatenate([feats[o]["train"][0] for o in subjects if o != s])
+            ys = np.concatenate([feats[o]["train"][1] for o in subjects if o != s])
+            out[str(s)] = ridge_accuracy(xs.astype(np.float64), ys, feats[s]["test"][0].astype(np.float64), feats[s]["test"][1])
+    return out
 
 
 def probe_world(root: str | Path, *, workers: int = 2) -> dict:
@@ -284,6 +345,8 @@ def probe_world(root: str | Path, *, workers: int = 2) -> dict:
     else:
         results = [probe_subject(root, s) for s in subjects]
     per_subject = {str(s): r for s, r in zip(subjects, results)}
+    for s, acc in cross_subject_probe(root, subjects, workers=workers).items():
+        per_subject[s]["cross_subject_accuracy"] = acc
 
     def mean_of(get) -> float:
         return round(float(np.mean([get(v) for v in per_subject.values()])), 4)
@@ -291,9 +354,12 @@ def probe_world(root: str | Path, *, workers: int = 2) -> dict:
     out: dict = {
         "chance": 1 / n_classes,
         "class_accuracy": mean_of(lambda v: v["class_accuracy"]),
+        "induced_accuracy": mean_of(lambda v: v["induced_accuracy"]),
         "drift_accuracy": mean_of(lambda v: v["drift_accuracy"]),
-        "drift_probes": {k: mean_of(lambda v, k=k: v["drift_probes"][k]) for k in ("trial_means_raw", "band_power_5_95")},
+        "drift_probes": {k: mean_of(lambda v, k=k: v["drift_probes"][k]) for k in results[0]["drift_probes"]},
     }
+    if len(subjects) > 1:
+        out["cross_subject_accuracy"] = mean_of(lambda v: v["cross_subject_accuracy"])
     if "attribute_accuracy" in results[0]:
         out["attribute_accuracy"] = {k: mean_of(lambda v, k=k: v["attribute_accuracy"][k]) for k in ATTRIBUTES}
         out["attribute_chance"] = {k: round(1 / len(v), 4) for k, v in ATTRIBUTES.items()}

@@ -1,22 +1,31 @@
-"""Simulated EEG of the synthetic world: 128 channels at 1 kHz, with a planted, known signal.
+"""Simulated EEG of the synthetic world: 128 channels at 1 kHz, with planted, named, known effects.
 
-Generative model of one trial of subject ``s`` viewing image ``i`` of class ``c``::
+Generative model of one trial of subject ``s`` viewing image ``i`` of class ``c`` (the strengths
+of :mod:`bench.world.effects` in brackets; each is a multiplier, 0 switches the term's information off)::
 
-    x(t) = A_s @ (amp_s * e_{s,i}(t)) + g_s(t_i) * (N_s @ pink(t) + alpha(t) + white(t))  [+ drift_s(t_i)]
+    x(t) = A_s @ (amp_s * e_{s,i}(t)) + B_s @ b_{s,i}(t) + g_s(t_i) * (N_s @ pink(t) + alpha(t) + white(t))  [+ drift_s(t_i)]
 
-- ``e_{s,i}``: evoked source waveforms, a sum of three ERP components (about 110, 180 and 320 ms;
-  Gaussian bumps, all energy below ~30 Hz), whose per-source amplitudes are a class code
-  (partly subject-specific), plus attribute codes of the image (colour, background, size
-  scaling, left/right lateralisation) and an image-specific code shared by all subjects. Each
-  trial's evoked waveform is zero-mean, so trial means carry no stimulus information.
-- ``A_s``: subject-specific source-to-channel mixing (Gaussian topographies around jittered
-  source positions on a 128-channel hemispherical montage). ``amp_s``: subject SNR.
+- ``e_{s,i}`` (phase-locked): three ERP components per source (about 110, 180 and 320 ms; Gaussian
+  bumps, all energy below ~30 Hz) whose amplitudes are the class code [evoked_class], attribute
+  codes of the image (colour, background, size gain, left/right lateralisation) [attributes] and an
+  image-specific code. Each trial's evoked waveform is zero-mean, so trial means carry no stimulus.
+- ``b_{s,i}`` (induced, not phase-locked): on 6 induced sources, bursts in three beta bands (15, 20
+  and 25 Hz) with a random phase every trial, inside a 80-460 ms window; their amplitude is a class code
+  [induced_class] (log-normal, with trial-to-trial variability). They vanish from the trial average
+  and show in the amplitude spectrum.
+- Sharing [shared]: every code (class, attribute, image, induced) and the source layout is
+  ``sqrt(shared)`` common to all subjects plus ``sqrt(1 - shared)`` the subject's own.
+- ``A_s``, ``B_s``: source-to-channel mixing (Gaussian topographies on a 128-channel hemispherical
+  montage). ``amp_s``: subject SNR (:data:`SUBJECT_SNR`; subject 4 strongest, as in the paper).
 - Background: spatially correlated 1/f^1.7 noise, a posterior alpha rhythm (subject-specific
   frequency, trial-varying power) and sensor noise, scaled by a slowly drifting state ``g_s``.
-- The session: 0.5 s per trial; either randomized order (default) or class blocks with 10 s
-  blanks (``block_drift``). A slow DC drift and electrode offsets enter the raw file only.
-  With ``block_drift`` every block also gets its own DC offsets and band-power gains: the
-  block-design confound of the real set (offsets vanish under a 5 Hz high-pass, gains do not).
+- The session: 0.5 s per trial, randomised order; with [block_drift] class blocks with 10 s blanks,
+  each block with its own DC offsets and band-power gains (the block-design confound of the real
+  set: offsets vanish under a 5 Hz high-pass, gains do not). A slow DC drift and electrode offsets
+  enter the raw file only.
+
+Random streams are keyed by (world seed, purpose, subject) and drawn whatever the strengths, so a
+world and its null worlds share every noise realisation: they differ only in the switched-off term.
 
 The 5-95 Hz file is the zero-phase band-passed signal, standardised per channel and subject
 (``eeg_5_95_std``); the raw file keeps the slow content (``eeg_signals_raw_with_mean_std``).
@@ -47,21 +56,31 @@ SUBJECT_SNR = {1: 0.85, 2: 0.6, 3: 0.7, 4: 1.0, 5: 0.75, 6: 0.5}
 
 @dataclass(frozen=True)
 class SignalParams:
-    """Strength of each planted effect (dimensionless, relative to unit background noise)."""
+    """Scale of each term at strength 1 (dimensionless, relative to unit background noise)."""
 
     evoked_amp: float = 0.55
-    class_weight: float = 1.0
-    subject_specific: float = 0.35  # subject-specific part of the class code
+    subject_specific: float = 0.35  # extra subject-specific part of the class code (on top of `shared`)
     colour_weight: float = 0.5
     background_weight: float = 0.4
     lateral_weight: float = 0.8
-    size_gain: tuple[float, float] = (0.8, 1.2)  # small, large
+    size_gain: tuple[float, float] = (0.8, 1.2)  # small, large (at attributes = 1)
     image_weight: float = 0.35
+    induced_amp: float = 0.5  # burst amplitude (units of the background noise std) before the class gain
+    induced_log_sd: float = 0.6  # log-amplitude spread of the class code at induced_class = 1
+    induced_trial_log_sd: float = 0.25  # trial-to-trial log-amplitude jitter (not class-related)
+    layout_jitter: float = 0.12  # subject-specific jitter of the (shared part of the) source layout
     drift_uv: float = 3.0  # raw slow drift amplitude (units of the noise std)
     offset_uv: float = 5.0  # raw electrode offsets
-    block_offset_uv: float = 4.0  # raw per-block DC offset (block_drift only)
-    block_gain_log_sd: float = 0.35  # per-block log band-power gain (block_drift only)
+    block_offset_uv: float = 4.0  # raw per-block DC offset (block_drift = 1)
+    block_gain_log_sd: float = 0.35  # per-block log band-power gain (block_drift = 1)
     state_gain_log_sd: float = 0.1  # slow drift of the log gain (both designs)
+
+
+N_INDUCED = 6
+# (centre, sd) Hz of the induced bursts: beta, above most evoked energy (the ERP bumps sit below
+# ~15 Hz) and below 30 Hz, so the audit's 30-95 Hz band-power probes stay stimulus-blind.
+BANDS = ((15.0, 1.5), (20.0, 1.5), (25.0, 1.5))
+BURST_WINDOW_S = (0.08, 0.46)
 
 
 def montage() -> np.ndarray:
@@ -87,22 +106,59 @@ def _random_unit_points(rng: np.random.Generator, n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class WorldCodes:
-    """World-level latent codes shared by all subjects."""
+    """World-level latent codes (the shared part of every subject's codes)."""
 
-    source_pos: np.ndarray  # [S, 3]
+    source_pos: np.ndarray  # [S, 3] evoked sources
+    source_sign: np.ndarray  # [S] polarity of each source's topography
+    induced_pos: np.ndarray  # [K, 3] induced sources
     class_code: np.ndarray  # [40, S, 3]
     attr_code: dict[str, np.ndarray]  # colour/background: [n_values, S, 3]
     image_code: np.ndarray  # [n_images, S, 3]
+    induced_code: np.ndarray  # [40, K, B]
 
 
 def world_codes(rng: np.random.Generator, n_images: int) -> WorldCodes:
     shape = (N_SOURCES, len(COMPONENTS))
     return WorldCodes(
         source_pos=_random_unit_points(rng, N_SOURCES),
+        source_sign=rng.choice([-1.0, 1.0], N_SOURCES),
+        induced_pos=_random_unit_points(rng, N_INDUCED),
         class_code=rng.standard_normal((40, *shape)),
         attr_code={k: rng.standard_normal((len(ATTRIBUTES[k]), *shape)) for k in ("colour", "background")},
         image_code=rng.standard_normal((n_images, *shape)),
+        induced_code=rng.standard_normal((40, N_INDUCED, len(BANDS))),
     )
+
+
+def _mix_shared(shared: float, common: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """``sqrt(shared) * common + sqrt(1 - shared) * own``: unit variance for any share."""
+    return math.sqrt(shared) * common + math.sqrt(1.0 - shared) * own
+
+
+def _layout(shared: float, common: np.ndarray, own: np.ndarray, jitter: np.ndarray) -> np.ndarray:
+    """Subject source positions: ``shared`` of the way to the common layout (jittered) from the subject's own."""
+    p = shared * (common + jitter) + (1.0 - shared) * own
+    p[:, 2] = np.abs(p[:, 2])
+    return p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-9)
+
+
+def _bursts(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Band-limited noise, random phase, unit variance: ``[*shape, len(BANDS), GEN_LEN]``."""
+    f = np.fft.rfftfreq(GEN_LEN, 1 / FS)
+    spec = rng.standard_normal((*shape, len(BANDS), f.size)) + 1j * rng.standard_normal((*shape, len(BANDS), f.size))
+    gains = np.stack([np.exp(-((f - c) ** 2) / (2 * sd**2)) for c, sd in BANDS])
+    x = np.fft.irfft(spec * gains, n=GEN_LEN)
+    return x / x.std(axis=-1, keepdims=True)
+
+
+def burst_envelope() -> np.ndarray:
+    """Hann window over :data:`BURST_WINDOW_S` (zero outside), ``[GEN_LEN]``."""
+    t = np.arange(GEN_LEN) / FS
+    lo, hi = BURST_WINDOW_S
+    inside = (t >= lo) & (t <= hi)
+    env = np.zeros(GEN_LEN)
+    env[inside] = 0.5 - 0.5 * np.cos(2 * np.pi * (t[inside] - lo) / (hi - lo))
+    return env
 
 
 def _bumps(t: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -179,12 +235,19 @@ def _slow_process(rng: np.random.Generator, times: np.ndarray, n: int, periods: 
 
 @dataclass
 class SubjectEEG:
-    """Simulated trials of one subject, ordered like ``specs``; each array is ``[128, L]`` float32."""
+    """Simulated trials of one subject, ordered like ``specs``, in ``[n, 128, GEN_LEN]`` float32 arrays
+    (each trial valid up to its length); the filtered ones already standardised."""
 
-    filtered: list[np.ndarray]
-    raw: list[np.ndarray]
+    filtered: np.ndarray
+    raw: np.ndarray
     block: np.ndarray
     onset: np.ndarray
+
+
+def subject_streams(seed: int, subject: int) -> dict[str, np.random.Generator]:
+    """Independent random streams of one subject (keyed by purpose, not by draw order)."""
+    names = ("layout", "codes", "session", "trials", "block")
+    return {n: np.random.default_rng(np.random.SeedSequence([seed, 0x5B, subject, k])) for k, n in enumerate(names)}
 
 
 def simulate_subject(
@@ -192,81 +255,112 @@ def simulate_subject(
     specs: list[ImageSpec],
     lengths: np.ndarray,
     codes: WorldCodes,
-    rng: np.random.Generator,
+    seed: int,
     *,
-    block_drift: bool,
+    strengths: dict[str, float],
     params: SignalParams = SignalParams(),
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SubjectEEG:
-    """All trials of one subject (one per image), in the order of ``specs``."""
+    """All trials of one subject (one per image), in the order of ``specs``.
+
+    ``strengths``: the world's effect strengths (:mod:`bench.world.effects`). ``out``: optional
+    preallocated ``(filtered, raw)`` arrays ``[n, 128, GEN_LEN]`` (e.g. memory maps) to write into.
+    """
+    rs = subject_streams(seed, subject)
     n = len(specs)
     chan = montage()
     labels = np.array([s.label for s in specs])
     n_classes = int(labels.max()) + 1
     images_per_class = max(1, n // n_classes)
+    shared = float(strengths["shared"])
+    ev, ind, att, drift_on = (float(strengths[k]) for k in ("evoked_class", "induced_class", "attributes", "block_drift"))
 
-    # Subject: mixing, SNR, latency, alpha frequency, its own part of the class code.
-    src = codes.source_pos + 0.12 * rng.standard_normal(codes.source_pos.shape)
-    src[:, 2] = np.abs(src[:, 2])
-    src /= np.linalg.norm(src, axis=1, keepdims=True)
-    mix = _topographies(chan, src, 0.45, rng.choice([-1.0, 1.0], N_SOURCES))
-    noise_mix = _topographies(chan, _random_unit_points(rng, N_NOISE_SOURCES), 0.5, rng.choice([-1.0, 1.0], N_NOISE_SOURCES))
+    # Subject: layout, mixing, SNR, latency, alpha frequency; its codes (shared part + own part).
+    rl = rs["layout"]
+    src = _layout(shared, codes.source_pos, _random_unit_points(rl, N_SOURCES), params.layout_jitter * rl.standard_normal(codes.source_pos.shape))
+    ind_src = _layout(shared, codes.induced_pos, _random_unit_points(rl, N_INDUCED), params.layout_jitter * rl.standard_normal(codes.induced_pos.shape))
+    own_sign = rl.choice([-1.0, 1.0], N_SOURCES)
+    sign = np.where(rl.random(N_SOURCES) < math.sqrt(shared), codes.source_sign, own_sign)  # shared polarity
+    mix = _topographies(chan, src, 0.45, sign)
+    ind_mix = _topographies(chan, ind_src, 0.4, rl.choice([-1.0, 1.0], N_INDUCED))
+    noise_mix = _topographies(chan, _random_unit_points(rl, N_NOISE_SOURCES), 0.5, rl.choice([-1.0, 1.0], N_NOISE_SOURCES))
     noise_mix /= math.sqrt(N_NOISE_SOURCES / 4)
     alpha_topo = _topographies(chan, np.array([[0.0, -0.8, 0.6], [0.3, -0.85, 0.45], [-0.3, -0.85, 0.45]]), 0.4, np.ones(3))
-    alpha_freq = float(rng.uniform(9.0, 11.5))
-    latency = float(rng.uniform(-0.015, 0.015))
+    alpha_freq = float(rl.uniform(9.0, 11.5))
+    latency = float(rl.uniform(-0.015, 0.015))
     amp = params.evoked_amp * SUBJECT_SNR.get(subject, 0.7)
-    class_code = params.class_weight * (codes.class_code + params.subject_specific * rng.standard_normal(codes.class_code.shape))
+    rc = rs["codes"]
+    class_code = _mix_shared(shared, codes.class_code, rc.standard_normal(codes.class_code.shape))
+    class_code = class_code + params.subject_specific * rc.standard_normal(codes.class_code.shape)
+    attr_code = {k: _mix_shared(shared, v, rc.standard_normal(v.shape)) for k, v in codes.attr_code.items()}
+    image_code = _mix_shared(shared, codes.image_code, rc.standard_normal(codes.image_code.shape))
+    induced_code = _mix_shared(shared, codes.induced_code, rc.standard_normal(codes.induced_code.shape))
     right_hemi = (src[:, 0] > 0).astype(float)  # sources over the right hemisphere
 
     # Session: presentation order, slow state, block state.
-    onset, block = presentation_times(labels, rng, block_design=block_drift, block_size=images_per_class)
-    log_gain = params.state_gain_log_sd * (_slow_process(rng, onset, 8) @ rng.standard_normal((8, N_CHANNELS)) / math.sqrt(8))
-    drift = params.drift_uv * _slow_process(rng, onset, N_CHANNELS)
-    drift_slope = params.drift_uv * _slow_process(rng, onset, N_CHANNELS) / 60.0  # per second within a trial
-    offsets = params.offset_uv * rng.standard_normal(N_CHANNELS)
-    if block_drift:
+    r_sess, r_block = rs["session"], rs["block"]
+    onset, block = presentation_times(labels, r_sess, block_design=drift_on > 0, block_size=images_per_class)
+    log_gain = params.state_gain_log_sd * (_slow_process(r_sess, onset, 8) @ r_sess.standard_normal((8, N_CHANNELS)) / math.sqrt(8))
+    drift = params.drift_uv * _slow_process(r_sess, onset, N_CHANNELS)
+    drift_slope = params.drift_uv * _slow_process(r_sess, onset, N_CHANNELS) / 60.0  # per second within a trial
+    offsets = params.offset_uv * r_sess.standard_normal(N_CHANNELS)
+    if drift_on > 0:
         n_blocks = int(block.max()) + 1
-        smooth = _topographies(chan, _random_unit_points(rng, 6), 0.6, rng.choice([-1.0, 1.0], 6))  # [128, 6]
-        block_gain = params.block_gain_log_sd * (rng.standard_normal((n_blocks, 6)) @ smooth.T) / math.sqrt(N_CHANNELS / 6)
-        block_gain /= max(block_gain.std(), 1e-9) / params.block_gain_log_sd
+        smooth = _topographies(chan, _random_unit_points(r_block, 6), 0.6, r_block.choice([-1.0, 1.0], 6))  # [128, 6]
+        block_gain = params.block_gain_log_sd * (r_block.standard_normal((n_blocks, 6)) @ smooth.T) / math.sqrt(N_CHANNELS / 6)
+        block_gain *= drift_on * params.block_gain_log_sd / max(block_gain.std(), 1e-9)
         log_gain = log_gain + block_gain[block]
-        drift = drift + params.block_offset_uv * rng.standard_normal((n_blocks, N_CHANNELS))[block]
+        drift = drift + drift_on * params.block_offset_uv * r_block.standard_normal((n_blocks, N_CHANNELS))[block]
 
+    filtered, raw = out if out is not None else (np.zeros((n, N_CHANNELS, GEN_LEN), np.float32), np.zeros((n, N_CHANNELS, GEN_LEN), np.float32))
     t = np.arange(GEN_LEN) / FS
-    filtered: list[np.ndarray] = []
-    raw: list[np.ndarray] = []
+    env = burst_envelope()
+    size_gain = np.array([1.0 + att * (g - 1.0) for g in params.size_gain])
+    rt = rs["trials"]
+    total = np.zeros(N_CHANNELS)
+    total_sq = np.zeros(N_CHANNELS)
+    count = 0
     for start in range(0, n, CHUNK):
         sl = slice(start, min(n, start + CHUNK))
         chunk = specs[sl]
         m = len(chunk)
         # Evoked source amplitudes [m, S, comp].
-        code = class_code[labels[sl]].copy()
-        code += params.colour_weight * codes.attr_code["colour"][[ATTRIBUTES["colour"].index(s.colour) for s in chunk]]
-        code += params.background_weight * codes.attr_code["background"][[ATTRIBUTES["background"].index(s.background) for s in chunk]]
+        code = ev * class_code[labels[sl]]
+        code = code + att * params.colour_weight * attr_code["colour"][[ATTRIBUTES["colour"].index(s.colour) for s in chunk]]
+        code = code + att * params.background_weight * attr_code["background"][[ATTRIBUTES["background"].index(s.background) for s in chunk]]
         side = np.array([np.sign(POSITIONS[s.position]) for s in chunk])  # -1 left, 0 centre, +1 right
         contra = np.where(side[:, None] < 0, right_hemi[None, :], np.where(side[:, None] > 0, 1 - right_hemi[None, :], 0.0))
-        code[:, :, :2] += params.lateral_weight * contra[:, :, None]
-        code += params.image_weight * codes.image_code[sl]  # specs are in image order
-        code *= np.array([params.size_gain[ATTRIBUTES["size"].index(s.size)] for s in chunk])[:, None, None]
-        bumps = _bumps(t, latency + 0.01 * rng.standard_normal(m))  # [m, comp, T], per-trial jitter
+        code[:, :, :2] += att * params.lateral_weight * contra[:, :, None]
+        code = code + params.image_weight * image_code[sl]  # specs are in image order
+        code *= size_gain[[ATTRIBUTES["size"].index(s.size) for s in chunk]][:, None, None]
+        bumps = _bumps(t, latency + 0.01 * rt.standard_normal(m))  # [m, comp, T], per-trial jitter
         sources = np.einsum("msc,mct->mst", code, bumps)
         evoked = amp * np.einsum("ks,mst->mkt", mix, sources)
         evoked -= evoked.mean(-1, keepdims=True)
+        # Induced bursts [m, K, B, T]: random phase, class-coded log-amplitude.
+        log_a = ind * params.induced_log_sd * induced_code[labels[sl]] + params.induced_trial_log_sd * rt.standard_normal((m, N_INDUCED, len(BANDS)))
+        bursts = _bursts(rt, (m, N_INDUCED)) * (params.induced_amp * np.exp(log_a))[..., None] * env
+        induced = np.einsum("kq,mqt->mkt", ind_mix, bursts.sum(2)) * SUBJECT_SNR.get(subject, 0.7)
         # Background.
-        pink = np.einsum("kq,mqt->mkt", noise_mix, _pink(rng, (m, N_NOISE_SOURCES, GEN_LEN)))
-        alpha_power = np.exp(0.4 * rng.standard_normal((m, 3)))
-        alpha = np.einsum("kq,mqt->mkt", alpha_topo * 0.5, _alpha(rng, m * 3, alpha_freq).reshape(m, 3, GEN_LEN) * alpha_power[..., None])
-        white = 0.3 * rng.standard_normal((m, N_CHANNELS, GEN_LEN))
+        pink = np.einsum("kq,mqt->mkt", noise_mix, _pink(rt, (m, N_NOISE_SOURCES, GEN_LEN)))
+        alpha_power = np.exp(0.4 * rt.standard_normal((m, 3)))
+        alpha = np.einsum("kq,mqt->mkt", alpha_topo * 0.5, _alpha(rt, m * 3, alpha_freq).reshape(m, 3, GEN_LEN) * alpha_power[..., None])
+        white = 0.3 * rt.standard_normal((m, N_CHANNELS, GEN_LEN))
         background = np.exp(log_gain[sl])[:, :, None] * (pink + alpha + white)
-        clean = evoked + background
+        clean = evoked + induced + background
         slow = offsets[None, :, None] + drift[sl][:, :, None] + drift_slope[sl][:, :, None] * t[None, None, :]
         filt = bandpass(clean)
+        filtered[sl] = filt
+        raw[sl] = clean + slow
         for j, L in enumerate(lengths[sl]):
-            filtered.append(filt[j, :, :L].astype(np.float32))
-            raw.append((clean[j, :, :L] + slow[j, :, :L]).astype(np.float32))
+            total += filt[j, :, :L].sum(1)
+            total_sq += (filt[j, :, :L] ** 2).sum(1)
+            count += int(L)
 
     # Standardise the band-passed file per channel over the subject's session ("std").
-    cat = np.concatenate(filtered, axis=1)
-    mean, std = cat.mean(1, keepdims=True), cat.std(1, keepdims=True)
-    filtered = [((x - mean) / std).astype(np.float32) for x in filtered]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
+    for start in range(0, n, CHUNK):
+        sl = slice(start, min(n, start + CHUNK))
+        filtered[sl] = (filtered[sl] - mean[None, :, None].astype(np.float32)) / std[None, :, None].astype(np.float32)
     return SubjectEEG(filtered=filtered, raw=raw, block=block, onset=onset)

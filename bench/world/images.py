@@ -4,6 +4,11 @@ Each of the 40 classes is a distinct visual concept: one of 10 shapes drawn with
 (10 x 4 = 40). Within a class, images vary in attributes a caption can state: colour, size,
 position and background. The class is what an image classifier must recognise; the attributes are
 what a caption adds on top of the class prompt (the "semantic interpolation" axis of BrainVis).
+
+The renderer knows more concepts than the EEG shows: 20 shapes x 10 fills = 200 (:data:`N_CONCEPTS`),
+of which the 40 EEG classes are the first 10 shapes with the first 4 fills. The evaluation
+classifier is trained on all 200, so N-way top-K draws 50 of 200 classes as the real protocol
+draws 50 of ImageNet's 1,000 (:func:`concept_of_label` maps an EEG label into that space).
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from PIL import Image, ImageDraw
 
 from brainvis.classes import CLASS_NAMES, WNIDS
 
-SHAPES = ("circle", "square", "triangle", "diamond", "pentagon", "hexagon", "star", "cross", "crescent", "arrow")
-FILLS = ("solid", "striped", "checkered", "hollow")
+SHAPES = ("circle", "square", "triangle", "diamond", "pentagon", "hexagon", "star", "cross", "crescent", "arrow",
+          "semicircle", "trapezoid", "parallelogram", "chevron", "bolt", "tee", "ell", "hourglass", "heart", "drop")  # fmt: skip
+FILLS = ("solid", "striped", "checkered", "hollow", "vertical", "diagonal", "dotted", "grid", "half", "core")
+EEG_SHAPES, EEG_FILLS = 10, 4  # the EEG's 40 classes: the first 10 shapes x the first 4 fills
+N_CONCEPTS = len(SHAPES) * len(FILLS)
 COLOURS = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
@@ -34,8 +42,25 @@ _SUPERSAMPLE = 4
 
 
 def class_concept(label: int) -> tuple[str, str]:
-    """(shape, fill) of a class: shapes cycle fastest so neighbouring labels differ in shape."""
-    return SHAPES[label % len(SHAPES)], FILLS[label // len(SHAPES)]
+    """(shape, fill) of an EEG class (0..39): shapes cycle fastest so neighbouring labels differ in shape."""
+    return SHAPES[label % EEG_SHAPES], FILLS[label // EEG_SHAPES]
+
+
+def concept(index: int) -> tuple[str, str]:
+    """(shape, fill) of a concept of the full renderer space (0..199): fill-major, shapes fastest."""
+    return SHAPES[index % len(SHAPES)], FILLS[index // len(SHAPES)]
+
+
+def concept_of_label(label: int) -> int:
+    """The concept index (0..199) of EEG class ``label`` (0..39)."""
+    shape, fill = class_concept(label)
+    return FILLS.index(fill) * len(SHAPES) + SHAPES.index(shape)
+
+
+def concept_name(index: int) -> str:
+    """A readable name of a concept ("striped heart")."""
+    shape, fill = concept(index)
+    return f"{fill} {shape}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +110,26 @@ def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[tup
         pts = [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b), (-a, -b), (-b, -b)]
     elif shape == "arrow":
         pts = [(-r, -0.3 * r), (0.1 * r, -0.3 * r), (0.1 * r, -0.8 * r), (r, 0), (0.1 * r, 0.8 * r), (0.1 * r, 0.3 * r), (-r, 0.3 * r)]
+    elif shape == "semicircle":
+        pts = [(r * math.cos(a), -r * math.sin(a) + 0.4 * r) for a in [math.pi * k / 24 for k in range(25)]]
+    elif shape == "trapezoid":
+        pts = [(-0.45 * r, -0.7 * r), (0.45 * r, -0.7 * r), (r, 0.7 * r), (-r, 0.7 * r)]
+    elif shape == "parallelogram":
+        pts = [(-0.4 * r, -0.6 * r), (r, -0.6 * r), (0.4 * r, 0.6 * r), (-r, 0.6 * r)]
+    elif shape == "chevron":
+        pts = [(-r, -0.8 * r), (-0.3 * r, -0.8 * r), (0.6 * r, 0), (-0.3 * r, 0.8 * r), (-r, 0.8 * r), (-0.1 * r, 0)]
+    elif shape == "bolt":
+        pts = [(0.2 * r, -r), (0.6 * r, -r), (0.1 * r, -0.1 * r), (0.5 * r, -0.1 * r), (-0.4 * r, r), (-0.05 * r, 0.15 * r), (-0.45 * r, 0.15 * r)]
+    elif shape == "tee":
+        pts = [(-r, -r), (r, -r), (r, -0.5 * r), (0.25 * r, -0.5 * r), (0.25 * r, r), (-0.25 * r, r), (-0.25 * r, -0.5 * r), (-r, -0.5 * r)]
+    elif shape == "ell":
+        pts = [(-0.7 * r, -r), (-0.2 * r, -r), (-0.2 * r, 0.5 * r), (0.8 * r, 0.5 * r), (0.8 * r, r), (-0.7 * r, r)]
+    elif shape == "hourglass":
+        pts = [(-0.8 * r, -r), (0.8 * r, -r), (0.15 * r, 0), (0.8 * r, r), (-0.8 * r, r), (-0.15 * r, 0)]
+    elif shape == "heart":
+        pts = [(16 * math.sin(a) ** 3 * r / 17, -(13 * math.cos(a) - 5 * math.cos(2 * a) - 2 * math.cos(3 * a) - math.cos(4 * a)) * r / 17) for a in [2 * math.pi * k / 48 for k in range(48)]]
+    elif shape == "drop":
+        pts = [(0, -r)] + [(0.6 * r * math.cos(a), 0.35 * r + 0.6 * r * math.sin(a)) for a in [-math.pi * 0.15 + math.pi * 1.3 * k / 24 for k in range(25)]]
     else:
         raise ValueError(shape)
     c, s = math.cos(rot), math.sin(rot)
@@ -106,6 +151,14 @@ def _shape_mask(shape: str, side: int, cx: float, cy: float, r: float, rot_deg: 
     return mask
 
 
+def _erode(m: np.ndarray, width: int) -> np.ndarray:
+    """Binary erosion by a 4-neighbourhood, ``width`` times."""
+    inner = m.copy()
+    for _ in range(width):
+        inner = inner & np.roll(inner, 1, 0) & np.roll(inner, -1, 0) & np.roll(inner, 1, 1) & np.roll(inner, -1, 1)
+    return inner
+
+
 def _fill_mask(fill: str, side: int, shape_mask: Image.Image, r: float) -> Image.Image:
     """Where the object's colour goes inside the shape."""
     m = np.asarray(shape_mask, dtype=np.uint8) > 127
@@ -118,20 +171,32 @@ def _fill_mask(fill: str, side: int, shape_mask: Image.Image, r: float) -> Image
     elif fill == "checkered":
         out = m & (((yy // period) + (xx // period)) % 2 == 0)
     elif fill == "hollow":
-        width = max(2, int(round(0.28 * r)))
-        inner = m.copy()
-        for _ in range(width):  # binary erosion by a 4-neighbourhood, `width` times
-            inner = inner & np.roll(inner, 1, 0) & np.roll(inner, -1, 0) & np.roll(inner, 1, 1) & np.roll(inner, -1, 1)
-        out = m & ~inner
+        out = m & ~_erode(m, max(2, int(round(0.28 * r))))
+    elif fill == "vertical":
+        out = m & ((xx // (period // 2 or 1)) % 2 == 0)
+    elif fill == "diagonal":
+        out = m & (((xx + yy) // (period // 2 or 1)) % 2 == 0)
+    elif fill == "dotted":
+        out = m & ((yy % period) < period // 2) & ((xx % period) < period // 2)
+    elif fill == "grid":
+        line = max(1, period // 4)
+        out = m & (((yy % period) < line) | ((xx % period) < line))
+    elif fill == "half":
+        ys = np.flatnonzero(m.any(1))
+        mid = (ys.min() + ys.max()) / 2 if ys.size else side / 2
+        out = m & ((yy < mid) | ~_erode(m, max(2, int(round(0.2 * r)))))
+    elif fill == "core":
+        out = (m & ~_erode(m, max(2, int(round(0.12 * r))))) | _erode(m, max(3, int(round(0.45 * r))))
     else:
         raise ValueError(fill)
     return Image.fromarray((out * 255).astype(np.uint8))
 
 
-def render(spec: ImageSpec, side: int = 64) -> Image.Image:
-    """Render one RGB image (supersampled, then downsampled for anti-aliasing)."""
+def render(spec: ImageSpec, side: int = 64, *, concept_index: int | None = None) -> Image.Image:
+    """Render one RGB image (supersampled, then downsampled for anti-aliasing). ``concept_index``:
+    draw that concept of the 200-concept space instead of the spec's EEG class."""
     big = side * _SUPERSAMPLE
-    shape, fill = class_concept(spec.label)
+    shape, fill = concept(concept_index) if concept_index is not None else class_concept(spec.label)
     r = 0.5 * SIZES[spec.size] * big
     cx = big * (0.5 + POSITIONS[spec.position])
     cy = big * (0.5 + spec.dy)
@@ -139,7 +204,7 @@ def render(spec: ImageSpec, side: int = 64) -> Image.Image:
     mask = _shape_mask(shape, big, cx, cy, r, spec.rotation)
     paint = _fill_mask(fill, big, mask, r)
     img.paste(COLOURS[spec.colour], (0, 0, big, big), paint)
-    if fill in ("striped", "checkered"):  # a thin outline keeps the silhouette visible
+    if fill in ("striped", "checkered", "vertical", "diagonal", "dotted", "grid"):  # a thin outline keeps the silhouette visible
         outline = _fill_mask("hollow", big, mask, 0.25 * r)
         img.paste(COLOURS[spec.colour], (0, 0, big, big), outline)
     return img.resize((side, side), Image.LANCZOS)

@@ -1,10 +1,15 @@
 """Known-answer probes of a dataset: is the planted signal there, and can the block state be read?
 
-- class probe: logistic regression on binned ERP means of the 5-95 Hz window -> class.
+- class probe: logistic regression on binned ERP means of the 5-95 Hz window -> class (what the
+  phase-locked code gives a linear reader).
+- induced probe: the same on per-channel log power in three beta bands (13-27 Hz) -> class (what
+  the non-phase-locked code gives; the ERP's own beta power adds a little).
+- cross-subject probe: the ERP probe trained on every *other* subject's training trials (ridge),
+  scored on this subject's test split: above chance only where subjects share codes.
 - attribute probe: the same features -> each image attribute (synthetic worlds only).
 - drift probes, which cannot see the stimulus-locked response: per-channel trial means of the
-  file that keeps slow content, and per-channel log band power at 30-95 Hz (where evoked
-  responses have no energy) of the 5-95 Hz file -> class. Under a block design the class is the
+  file that keeps slow content, and per-channel log band power at 30-95 Hz (where neither the
+  evoked responses nor the induced bursts have energy) of the 5-95 Hz file -> class. Under a block design the class is the
   block, so these score far above chance exactly when block state leaks into the trials.
 
 All probes train on the training split and score the test split of the same subject.
@@ -41,6 +46,26 @@ def band_log_power(eeg: torch.Tensor, low: float = 30.0, high: float = 95.0) -> 
     f = torch.fft.rfftfreq(x.shape[-1], 1 / FS)
     band = (f >= low) & (f <= high)
     return torch.log(spec[..., band].mean(-1) + 1e-12).numpy()
+
+
+INDUCED_BANDS = ((13.0, 17.0), (18.0, 22.0), (23.0, 27.0))  # Hz, around bench.world.eeg.BANDS
+
+
+def band_powers(eeg: torch.Tensor, bands: tuple[tuple[float, float], ...] = INDUCED_BANDS) -> np.ndarray:
+    """Per-channel log power in each band, ``[N, C * len(bands)]`` (what an amplitude spectrum shows)."""
+    return np.concatenate([band_log_power(eeg, lo, hi) for lo, hi in bands], axis=1)
+
+
+def ridge_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, alpha: float | None = None) -> float:
+    """Test accuracy of a closed-form ridge classifier (standardised features, one-hot targets,
+    penalty = number of training samples unless given): fast enough for pooled-subject probes."""
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-8
+    a, b = (x_train - mu) / sd, (x_test - mu) / sd
+    classes = np.unique(y_train)
+    onehot = (y_train[:, None] == classes[None, :]).astype(float)
+    lam = float(len(a)) if alpha is None else alpha
+    w = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ (onehot - onehot.mean(0)))
+    return float(np.mean(classes[(b @ w).argmax(1)] == y_test))
 
 
 def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, c: float = 0.05) -> float:

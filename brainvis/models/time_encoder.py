@@ -66,21 +66,41 @@ class CrossAttentionBlock(nn.Module):
         return self.norm2(queries + self.dropout(self.ffn(queries)))
 
 
+class ReZeroLayer(nn.Module):
+    """A transformer encoder layer with ReZero residual gates (Bachlechner et al., 2020), as in the
+    official BrainVis classes: ``x + a * attn(x)``, ``x + a * ffn(x)`` with ``a`` learnable and 0 at
+    initialisation, so the encoder starts as the identity on its input units."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(d_model, d_ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ffn, d_model))
+        self.dropout = nn.Dropout(dropout)
+        self.gate = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.gate * self.dropout(self.attn(x, x, x, need_weights=False)[0])
+        return x + self.gate * self.dropout(self.ffn(x))
+
+
 class _Backbone(nn.Module):
     """Patcher (Conv1d over time) + learned positions + transformer encoder: the part the EMA copies."""
 
     def __init__(
         self, *, n_chans: int, n_units: int, patch_size: int, d_model: int, n_layers: int, n_heads: int, d_ffn: int,
-        dropout: float,
+        dropout: float, rezero: bool = False,
     ) -> None:
         super().__init__()
         self.patch = nn.Conv1d(n_chans, d_model, kernel_size=patch_size, stride=patch_size)
         self.pos = nn.Parameter(torch.zeros(1, n_units, d_model))
         nn.init.trunc_normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, d_ffn, dropout, activation="gelu", batch_first=True, norm_first=False
-        )
-        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        if rezero:
+            self.encoder = nn.Sequential(*(ReZeroLayer(d_model, n_heads, d_ffn, dropout) for _ in range(n_layers)))
+        else:
+            layer = nn.TransformerEncoderLayer(
+                d_model, n_heads, d_ffn, dropout, activation="gelu", batch_first=True, norm_first=False
+            )
+            self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
 
     def embed(self, x: Tensor) -> Tensor:
         """EEG ``[B, C, T]`` -> unit embeddings without positions ``[B, N, d]`` (time x width)."""
@@ -107,6 +127,12 @@ class TimeEncoder(nn.Module):
     gumbel : codeword ids as argmax of Gumbel-perturbed codebook logits (= argmax of
         ``F.gumbel_softmax``, any temperature); ``False``: plain argmax.
     target_input, codeword_source, tie_codebook : see the module docstring.
+    rezero : ReZero encoder layers (residual gates at 0, the official classes' choice) instead of
+        ``nn.TransformerEncoderLayer`` (post-norm).
+    signal_weight : weight of an extra MAE-style target (0 = off, published): a linear decoder from
+        each predicted masked unit to its raw EEG patch ``[n_chans * patch_size]``, MSE. Latent
+        targets alone can collapse (the EMA targets drift to what is trivially predictable); the
+        signal target anchors the representation to the input.
     n_outputs : optional classification head ``Linear(d_model, n_outputs)`` on the pooled feature
         (:meth:`classify`, for supervised fine-tuning); ``None``: no head.
     pretraining : build the EMA copy, mask token, regressor and codebook (``False`` for a
@@ -135,6 +161,8 @@ class TimeEncoder(nn.Module):
         target_input: Literal["full", "masked"] = "full",
         codeword_source: Literal["target", "patch"] = "target",
         tie_codebook: bool = True,
+        signal_weight: float = 0.0,
+        rezero: bool = False,
         n_outputs: int | None = None,
         pretraining: bool = True,
     ) -> None:
@@ -161,7 +189,7 @@ class TimeEncoder(nn.Module):
 
         self.backbone = _Backbone(
             n_chans=n_chans, n_units=n_units, patch_size=patch_size, d_model=d_model, n_layers=n_layers,
-            n_heads=n_heads, d_ffn=d_ffn, dropout=dropout,
+            n_heads=n_heads, d_ffn=d_ffn, dropout=dropout, rezero=rezero,
         )
         self.head = nn.Linear(d_model, n_outputs) if n_outputs else None
         if pretraining:
@@ -174,6 +202,8 @@ class TimeEncoder(nn.Module):
             )
             self.codebook = nn.Linear(d_model, n_codewords)
             self.codeword_head = None if tie_codebook else nn.Linear(d_model, n_codewords)
+            self.signal_weight = float(signal_weight)
+            self.signal_decoder = nn.Linear(d_model, n_chans * patch_size) if signal_weight > 0 else None
 
     # ---------------------------------------------------------------------------------------------
     # Features
@@ -260,7 +290,14 @@ class TimeEncoder(nn.Module):
             logits.reshape(-1, logits.shape[-1]), ids.reshape(-1), label_smoothing=self.label_smoothing
         )
         loss = self.mse_weight * mse + self.ce_weight * ce
-        return {"loss": loss, "mse": mse.detach(), "ce": ce.detach()}
+        out = {"mse": mse.detach(), "ce": ce.detach()}
+        if self.signal_decoder is not None:
+            n, p = self.n_units, self.patch_size
+            patches = x[:, :, : n * p].reshape(batch, self.n_chans, n, p).permute(0, 2, 1, 3).reshape(batch, n, self.n_chans * p)
+            signal = F.mse_loss(self.signal_decoder(predicted), _take_units(patches, masked_idx))
+            loss = loss + self.signal_weight * signal
+            out["signal"] = signal.detach()
+        return {"loss": loss, **out}
 
     @torch.no_grad()
     def update_ema(self) -> None:

@@ -1,0 +1,134 @@
+"""Known-answer checks: is each planted effect recovered where it is planted, and absent on its null world?
+
+A grid's ``[[checks]]`` (see :mod:`bench.grid`) each name an effect of :mod:`bench.world.effects`,
+two sides ``a`` and ``b`` (method, variant, w) and a per-trial metric. The *planted world* is the
+grid's first world with the effect on; the *null world* is the grid world whose spec is the planted
+one with that effect at 0. On each, the paired difference ``a - b`` over the same test trials
+(same subject, fraction and seed) gets a 95% bootstrap CI and a paired permutation p-value.
+
+Verdict (:data:`RULE`): *recovered* when the planted world's difference has the expected sign
+with p < 0.01 and the null world's has p > 0.05.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+ALPHA_PLANTED = 0.01
+ALPHA_NULL = 0.05
+RULE = (
+    f"recovered = the difference has the expected sign with p < {ALPHA_PLANTED} on the planted world "
+    f"and p > {ALPHA_NULL} on its null world (paired permutation test over the same test trials)"
+)
+
+
+def world_pair(grid, effect: str) -> tuple[str | None, str | None]:
+    """(planted world id, null world id) of ``effect`` among the grid's worlds."""
+    from bench.world.spec import spec_of_world
+
+    specs = [spec_of_world(w) for w in grid.worlds]
+    planted = next((s for s in specs if s.strength(effect) > 0), None)
+    if planted is None:
+        return None, None
+    target = replace(planted, effects=tuple(sorted({**dict(planted.effects), effect: 0.0}.items())), raw_file=True)
+    null = next((s for s in specs if replace(s, raw_file=True) == target), None)  # the raw file does not change the EEG
+    return planted.world_id, null.world_id if null is not None else None
+
+
+def _side(grid, side: dict) -> tuple[str, str | None, float | None]:
+    from bench.grid import NO_W, registry_uses_w
+
+    method = side.get("method", grid.methods[0])
+    w = side.get("w")
+    if w is None:
+        w = NO_W
+    return method, side.get("variant"), float(w) if registry_uses_w(method) else NO_W
+
+
+def _records(records: list[dict], dataset: str, method: str, variant: str | None, w: float) -> dict[tuple, dict]:
+    out = {}
+    for r in records:
+        if r.get("status") != "ok" or (r.get("config") or {}).get("dataset_id") != dataset:
+            continue
+        if r["method"] == method and (r.get("variant") or None) == variant and abs(float(r["w"]) - w) < 1e-9:
+            out.setdefault((r["subject"], float(r["fraction"]), r["seed"]), r)
+    return out
+
+
+def paired_values(records: list[dict], dataset: str, a: tuple, b: tuple, metric: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-trial values of ``metric`` for sides ``a`` and ``b`` on the same test trials of ``dataset``
+    (concatenated over the matching (subject, fraction, seed) runs), and the number of runs paired."""
+    ra, rb = _records(records, dataset, *a), _records(records, dataset, *b)
+    xa, xb, runs = [], [], 0
+    for key in sorted(set(ra) & set(rb)):
+        ma, mb = ra[key]["metrics"].get(metric), rb[key]["metrics"].get(metric)
+        if ma and mb and ma.get("per_trial") and mb.get("per_trial") and len(ma["per_trial"]) == len(mb["per_trial"]):
+            xa += ma["per_trial"]
+            xb += mb["per_trial"]
+            runs += 1
+    return np.asarray(xa, float), np.asarray(xb, float), runs
+
+
+def check_results(records: list[dict], grid) -> list[dict]:
+    """One result per check: the paired difference on the planted and on the null world, and the verdict."""
+    from bench.metrics import paired_comparison
+
+    out = []
+    for c in grid.checks:
+        a, b = _side(grid, c["a"]), _side(grid, c["b"])
+        planted, null = world_pair(grid, c["effect"])
+        sign = 1.0 if c.get("expect", "positive") == "positive" else -1.0
+        res = {"name": c.get("name") or c["effect"], "effect": c["effect"], "metric": c["metric"], "expect": c.get("expect", "positive"),
+               "a": a, "b": b, "planted_world": planted, "null_world": null}  # fmt: skip
+        for where, dataset in (("planted", planted), ("null", null)):
+            xa, xb, runs = paired_values(records, dataset, a, b, c["metric"]) if dataset else (np.array([]), np.array([]), 0)
+            if len(xa) < 2:
+                res[where] = None
+                continue
+            r = paired_comparison(xa, xb, seed=0)
+            res[where] = {"diff": float(r["diff"]), "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "p": float(r["p_value"]),
+                          "n": int(r["n"]), "runs": runs, "mean_a": float(xa.mean()), "mean_b": float(xb.mean())}  # fmt: skip
+        p, n = res["planted"], res["null"]
+        if p is None or n is None:
+            res["verdict"] = "incomplete (records missing)"
+        elif sign * p["diff"] > 0 and p["p"] < ALPHA_PLANTED and n["p"] > ALPHA_NULL:
+            res["verdict"] = "recovered"
+        elif not (sign * p["diff"] > 0 and p["p"] < ALPHA_PLANTED):
+            res["verdict"] = "not recovered: no effect where planted"
+        else:
+            res["verdict"] = "not recovered: an effect on the null world too"
+        out.append(res)
+    return out
+
+
+def _label(side: tuple) -> str:
+    method, variant, w = side
+    return method + (f" [{variant}]" if variant else "") + (f" w={w:g}" if w is not None else "")
+
+
+def markdown(results: list[dict], labels: dict[str, str] | None = None) -> str:
+    """The leaderboard section "planted effect recovered?"."""
+    labels = labels or {}
+    lines = [
+        "## Planted effect recovered?",
+        "",
+        f"Paired difference a - b over the same test trials, 95% bootstrap CI, paired permutation p. {RULE}.",
+        "",
+        "| check | effect | a - b | metric | planted world: a - b [95% CI], p | null world: a - b [95% CI], p | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(r: dict | None) -> str:
+        if r is None:
+            return "–"
+        return f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], p = {r['p']:.3g} (n = {r['n']})"
+
+    for r in results:
+        comp = f"{_label(r['a'])} - {_label(r['b'])}"
+        lines.append(f"| {r['name']} | {r['effect']} | {comp} | {r['metric']} | {cell(r['planted'])} | {cell(r['null'])} | **{r['verdict']}** |")
+    worlds = {w for r in results for w in (r["planted_world"], r["null_world"]) if w}
+    if worlds:
+        lines += ["", "Worlds: " + "; ".join(f"`{w}` ({labels.get(w, w)})" for w in sorted(worlds)) + "."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,81 @@
+"""The planted effects of a synthetic world: one place that names each effect, its default strength,
+its off switch, what should find it, and the known answer a correct method gives.
+
+A world's :class:`~bench.world.spec.WorldSpec` holds one strength per effect (``0`` = off). The
+*null world* of an effect is the default world with that one strength set to 0; everything else,
+random streams included, is the same, so the two worlds differ only in the switched-off term.
+
+The strengths are dimensionless multipliers of the terms in :mod:`bench.world.eeg`:
+
+- ``evoked_class``: the phase-locked class code (ERP source amplitudes per class); what a
+  time-domain encoder finds. Off: the ERPs stay, but carry no class.
+- ``induced_class``: a non-phase-locked class code: per class, the power of beta bursts (15,
+  20 and 25 Hz, random phase every trial) on a few induced sources. It averages out of the
+  trial mean and lives in the amplitude spectrum; what an FFT-amplitude branch finds. Off: the
+  bursts stay, at a power that does not depend on the class.
+- ``attributes``: colour, background, size and left/right position of the image in the ERP code
+  (the captions always state them, the class label never does); what the caption half of BrainVis'
+  semantic interpolation can add. Off: the EEG says nothing about attributes.
+- ``shared``: the share of every code (class, image, induced) and of the source layout common to
+  all subjects (the rest is each subject's own); what makes other subjects' unlabelled EEG useful
+  for pretraining. Off: subjects share nothing.
+- ``block_drift``: block design (class blocks, 10 s blanks) with block-specific DC offsets and
+  band-power gains: the confound of the real set, for the leakage audit. Off (the default):
+  randomised presentation order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Effect:
+    name: str
+    default: float  # strength in the default world (0: off by default)
+    description: str
+    found_by: str  # what should recover it
+    check: str  # the known-answer comparison of the known_answers grid ("" if none)
+    expected: str  # the known answer, on the planted world and on its null world
+
+
+EFFECTS: dict[str, Effect] = {
+    e.name: e
+    for e in (
+        Effect(
+            "evoked_class", 1.0, "phase-locked class code in the ERP components (110, 180, 320 ms)",
+            "a time-domain encoder (BrainVis' masked-modeling branch, EEGNet, ...)",
+            "brainvis [full] - brainvis [no_time], top-1",
+            "planted: removing the time branch lowers top-1; null: no change",
+        ),
+        Effect(
+            "induced_class", 1.0, "non-phase-locked beta band power (15, 20, 25 Hz bursts, random phase) coding the class",
+            "the FFT-amplitude branch (BrainVis' frequency encoder)",
+            "brainvis [full] - brainvis [no_freq], top-1",
+            "planted: removing the frequency branch lowers top-1; null: no change",
+        ),
+        Effect(
+            "attributes", 1.0, "colour, background, size and position of the image in the ERP code (and in the captions)",
+            "the caption half of the semantic interpolation (w > 0)",
+            "brainvis w=0.5 - brainvis w=0, attribute fidelity",
+            "planted: w = 0.5 draws the image's attributes more often than w = 0; null: no change",
+        ),
+        Effect(
+            "shared", 0.8, "share of the codes and source layout common to all subjects",
+            "pretraining on every subject's unlabelled EEG",
+            "brainvis [full] - brainvis [no_pretrain], top-1",
+            "planted: pretraining on all subjects raises top-1; null (nothing shared): no change",
+        ),
+        Effect(
+            "block_drift", 0.0, "class-block presentation with block-specific DC offsets and band-power gains",
+            "stimulus-blind probes of the leakage audit; block-reading classifiers",
+            "",
+            "on: the audit flags leakage and block-reading methods gain; off: no flag",
+        ),
+    )
+}
+
+
+def effect_table() -> list[dict]:
+    """The registry as plain rows (world card, `bench world show`)."""
+    return [{"effect": e.name, "default": e.default, "description": e.description, "found_by": e.found_by, "check": e.check, "expected": e.expected} for e in EFFECTS.values()]
