@@ -35,6 +35,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "batch_size": 16,
     "weight_decay": 0.0,  # AdamW with weight_decay 0 is Adam
     "decimate": 1,  # mean of k consecutive samples before the model (mini profiles only; 1 = off)
+    "patience": 0,  # stop after this many epochs without a better validation accuracy (0: run every epoch)
 }
 
 
@@ -139,6 +140,7 @@ class ClassifyThenDraw(Method):
             report = train_classifier(
                 self.model, on_device(self.model, self.device), train, val,
                 epochs=int(cfg["epochs"]), lr=float(cfg["lr"]), batch=int(cfg["batch_size"]), wd=float(cfg["weight_decay"]), g=g,
+                patience=int(cfg["patience"]) or None,
             )  # fmt: skip
         return {**report, "config": dict(cfg), "n_params": n_params(self.model), "train_seconds": round(time.perf_counter() - t0, 2)}
 

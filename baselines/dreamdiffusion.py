@@ -49,6 +49,7 @@ from torch import nn
 
 from baselines.common import batched, n_params, resolve_config
 from bench.method import FitContext, Method, Predictions, StageClock, register_method
+from bench.training import stage_report
 from brainvis.data import TrialSet, image_path
 
 DEFAULTS: dict[str, Any] = {
@@ -81,6 +82,8 @@ DEFAULTS: dict[str, Any] = {
     "probe_lr": 1e-3,
     "probe_batch": 128,
     "probe_wd": 0.0,
+    # harness addition: early stopping of every stage (0: off, the published schedule)
+    "patience": 0,
 }
 
 
@@ -238,6 +241,7 @@ class DreamDiffusion(Method):
         cfg, mae = self.cfg, self.mae
         opt = torch.optim.AdamW(mae.parameters(), lr=cfg["pretrain_lr"], weight_decay=cfg["pretrain_wd"])
         best = (math.inf, 0, copy.deepcopy(mae.state_dict()))
+        ran = 0
         for epoch in range(cfg["pretrain_epochs"]):
             mae.train()
             for idx in _batches(len(train), cfg["pretrain_batch"], g):
@@ -250,11 +254,14 @@ class DreamDiffusion(Method):
             mae.eval()
             with torch.no_grad():
                 vloss = float(mae.mae_loss(val.eeg, generator=torch.Generator().manual_seed(12345)))
+            ran = epoch + 1
             if vloss < best[0]:
                 best = (vloss, epoch + 1, copy.deepcopy(mae.state_dict()))
+            elif cfg["patience"] and epoch + 1 - best[1] >= cfg["patience"]:
+                break
         mae.load_state_dict(best[2])
         mae.eval()
-        return {"val_loss": best[0], "best_epoch": best[1], "epochs": cfg["pretrain_epochs"]}
+        return stage_report(best[0], best[1], ran, cfg["pretrain_epochs"], key="val_loss")
 
     def _targets(self, data: TrialSet) -> tuple[torch.Tensor, torch.Tensor]:
         """Caption token sequences ``[N, T, W]`` and CLIP image embeddings ``[N, D]`` of a split's trials."""
@@ -286,6 +293,7 @@ class DreamDiffusion(Method):
         params = [p for n, p in self.mae.named_parameters() if not n.startswith(("dec_", "mask_token"))] + list(self.head.parameters())
         opt = torch.optim.AdamW(params, lr=cfg["finetune_lr"], weight_decay=cfg["finetune_wd"])
         best = (math.inf, 0, None, {})
+        ran = 0
         for epoch in range(cfg["finetune_epochs"]):
             self.mae.train()
             self.head.train()
@@ -300,15 +308,18 @@ class DreamDiffusion(Method):
             self.head.eval()
             with torch.no_grad():
                 v = self._losses(val.eeg, v_tok, v_img)
+            ran = epoch + 1
             if float(v["loss"]) < best[0]:
                 parts = {"val_clip_loss": float(v["clip"]), "val_token_loss": float(v["token"])}
                 best = (float(v["loss"]), epoch + 1, (copy.deepcopy(self.mae.state_dict()), copy.deepcopy(self.head.state_dict())), parts)
+            elif cfg["patience"] and epoch + 1 - best[1] >= cfg["patience"]:
+                break
         if best[2] is not None:
             self.mae.load_state_dict(best[2][0])
             self.head.load_state_dict(best[2][1])
         self.mae.eval()
         self.head.eval()
-        return {"val_loss": best[0], "best_epoch": best[1], "epochs": cfg["finetune_epochs"], **best[3]}
+        return {**stage_report(best[0], best[1], ran, cfg["finetune_epochs"], key="val_loss"), **best[3]}
 
     @torch.no_grad()
     def features(self, eeg: torch.Tensor) -> torch.Tensor:
@@ -327,6 +338,7 @@ class DreamDiffusion(Method):
         return train_classifier(
             self.probe, self.probe, dataclasses.replace(train, eeg=norm(f_train)), dataclasses.replace(val, eeg=norm(self.features(val.eeg))),
             epochs=int(cfg["probe_epochs"]), lr=float(cfg["probe_lr"]), batch=int(cfg["probe_batch"]), wd=float(cfg["probe_wd"]), g=g,
+            patience=int(cfg["patience"]) or None,
         )  # fmt: skip
 
     # ---------------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def test_smoke_probe_report(smoke_world):
     assert saved["probe"] == report["probe"]
     probe = report["probe"]
     assert probe["chance"] == pytest.approx(1 / 40)
-    assert set(probe) >= {"class_accuracy", "attribute_accuracy", "drift_accuracy", "chance", "per_subject"}
+    assert set(probe) >= {"class_accuracy", "induced_accuracy", "cross_subject_accuracy", "attribute_accuracy", "drift_accuracy", "chance", "per_subject"}
     assert set(probe["per_subject"]) == {"1", "2", "3"}
     assert probe["class_accuracy"] > 3 * probe["chance"]  # even with 4 training trials per class
 
@@ -94,7 +94,7 @@ def test_block_drift_is_readable_only_with_block_design(smoke_world, smoke_world
     chance = plain["probe"]["chance"]
     # Stimulus-blind probes (trial means of the raw file; 30-95 Hz band power of the 5-95 file).
     assert drift["probe"]["drift_probes"]["trial_means_raw"] > 0.5
-    assert drift["probe"]["drift_probes"]["band_power_5_95"] > 0.5  # survives the 5 Hz high-pass
+    assert drift["probe"]["drift_probes"]["band_power_30_95"] > 0.5  # survives the 5 Hz high-pass
     assert plain["probe"]["drift_accuracy"] < 4 * chance
     for subject in plain["probe"]["per_subject"].values():
         assert subject["drift_accuracy"] < 0.15
@@ -107,7 +107,8 @@ def test_mini_world_known_answers(mini_world):
     chance = probe["chance"]
     per = probe["per_subject"]
     assert set(per) == {str(s) for s in range(1, 7)}
-    assert all(v["n_test"] >= 80 for v in per.values())
+    assert all(v["n_test"] >= 160 and v["n_train"] >= 800 for v in per.values())
+    assert probe["induced_accuracy"] > 5 * chance and probe["cross_subject_accuracy"] > 3 * chance
     assert probe["class_accuracy"] > 5 * chance
     assert all(v["class_accuracy"] > 3 * chance for v in per.values())
     above = [k for k, v in probe["attribute_accuracy"].items() if v > probe["attribute_chance"][k] + 0.1]
@@ -151,3 +152,81 @@ def test_cli_world_build_then_data_check(smoke_world, tmp_path, capsys):
     assert summary["subjects"]["1"]["all"]["test"] == 40 and summary["captions"] == 240
     assert main(["world", "build", "--scale", "nope", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Planted effects: named, with strengths, off switches and known answers
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_nulls(tmp_path_factory):
+    """The smoke world's null worlds of the evoked, induced and shared effects."""
+    out = {}
+    for effect in ("evoked_class", "induced_class", "shared"):
+        folder = tmp_path_factory.mktemp("nulls") / effect
+        out[effect] = (folder, build_world(make_spec("smoke", effects={effect: 0}), folder, check_backbones=False))
+    return out
+
+
+def test_effects_have_strengths_off_switches_and_distinct_ids():
+    from bench.world.effects import EFFECTS
+    from bench.world.spec import null_spec, parse_effects
+
+    base = make_spec("mini")
+    assert dict(base.effects) == {k: e.default for k, e in EFFECTS.items()}
+    nulls = {k: null_spec(base, k) for k in EFFECTS if EFFECTS[k].default > 0}
+    assert len({s.world_id for s in nulls.values()} | {base.world_id}) == len(nulls) + 1
+    assert {s.stimulus_id for s in nulls.values()} == {base.stimulus_id}  # same images and splits: one set of backbones
+    assert make_spec("mini", effects={"block_drift": True}).world_id == make_spec("mini", block_drift=True).world_id
+    assert nulls["induced_class"].label() == "mini world, induced_class off"
+    for bad, match in (({"nope": 0}, "unknown effect"), ({"shared": 2}, "share in"), ({"evoked_class": -1}, ">= 0"), ({"attributes": "x"}, ">= 0")):
+        with pytest.raises(UserError, match=match):
+            parse_effects(bad)
+
+
+def test_null_worlds_share_stimuli_and_noise(smoke_world, smoke_nulls):
+    """A null world differs from its world only in the switched-off term: same images, captions,
+    splits, and the same background noise (so the EEG difference is exactly that term)."""
+    import torch
+
+    root, _ = smoke_world
+    null_root, _ = smoke_nulls["induced_class"]
+    for name in ("captions.json", "attributes.json", "block_splits_by_image_all.pth"):
+        assert (root / name).read_bytes() == (null_root / name).read_bytes(), name
+    a = load_release(root / "eeg_signals_raw_with_mean_std.pth", check_finite=False)
+    b = load_release(null_root / "eeg_signals_raw_with_mean_std.pth", check_finite=False)
+    diff = torch.stack([a.eeg[i][:, 100:400] - b.eeg[i][:, 100:400] for i in range(20)])
+    assert float(diff.abs().max()) > 0  # the induced bursts differ ...
+    spec = torch.fft.rfft(diff, dim=-1).abs().pow(2).mean((0, 1))
+    f = torch.fft.rfftfreq(300, 1e-3)
+    beta = spec[(f >= 12) & (f <= 28)].sum() / spec.sum()
+    assert beta > 0.9  # ... and only them: the difference lives in the 13-27 Hz burst bands
+
+
+def test_each_probe_sees_its_effect_and_not_its_null(smoke_world, smoke_nulls):
+    _, planted = smoke_world
+    chance = planted["probe"]["chance"]
+    p = planted["probe"]
+    assert p["class_accuracy"] > 3 * chance and p["induced_accuracy"] > 5 * chance and p["cross_subject_accuracy"] > 1.5 * chance
+    ev, ind, sh = (smoke_nulls[k][1]["probe"] for k in ("evoked_class", "induced_class", "shared"))
+    assert ev["class_accuracy"] < 2 * chance and ev["induced_accuracy"] > 5 * chance  # only the ERP code is gone
+    assert ind["induced_accuracy"] < 2.5 * chance and ind["class_accuracy"] > 3 * chance
+    assert sh["cross_subject_accuracy"] < 2 * chance and sh["class_accuracy"] > 2 * chance
+
+
+def test_world_card_lists_effects_probes_and_known_answers(smoke_world, capsys):
+    from bench.world.effects import EFFECTS
+
+    root, report = smoke_world
+    card = json.loads((root / "world_card.json").read_text())
+    assert [e["effect"] for e in card["effects"]] == list(EFFECTS)
+    by = {e["effect"]: e for e in card["effects"]}
+    assert by["induced_class"]["probe_value"] == report["probe"]["induced_accuracy"]
+    assert by["block_drift"]["on"] is False and by["evoked_class"]["strength"] == 1.0
+    md = (root / "world_card.md").read_text()
+    assert "Planted effects and their known answers" in md and "removing the frequency branch lowers top-1" in md
+    assert main(["world", "show", str(root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["world_id"] == report["world_id"]
+    assert main(["world", "effects"]) == 0
+    assert main(["world", "show", str(root.parent / "nope")]) == 2

@@ -1,0 +1,77 @@
+"""Known-answer checks: grid syntax (per-variant w, per-world variants, checks), the planted/null
+world pairing, and the verdicts on records with a known effect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.grid import expand_trials, load_grid, parse_grid
+from bench.known_answers import check_results, markdown, world_pair
+from bench.world.spec import make_spec, spec_of_world
+from brainvis.errors import UserError
+
+
+def test_shipped_known_answers_grid_pairs_every_check_with_its_null_world():
+    g = load_grid("known_answers")
+    assert len(g.checks) == 4
+    planted = spec_of_world(g.worlds[0]).world_id
+    assert planted == make_spec("mini").world_id
+    for c in g.checks:
+        p, n = world_pair(g, c["effect"])
+        assert p == planted and n is not None
+        assert n == make_spec("mini", effects={c["effect"]: 0}, raw_file=False).world_id
+    # the planted world runs every variant (full twice: w = 0 and 0.5); each null world only its check's
+    counts = [len(expand_trials(g, world=w)) for w in g.worlds]
+    assert counts == [5, 3, 3, 3, 2]
+
+
+def test_grid_syntax_for_variant_w_world_variants_and_checks():
+    base = {"axes": {"method": ["brainvis"]}, "variants": [{"name": "full", "w": [0.0, 0.5]}, {"name": "no_freq", "options": {"use_freq": False}}]}
+    g = parse_grid({**base, "worlds": [{"scale": "smoke"}, {"scale": "smoke", "effects": {"induced_class": 0}, "variants": ["no_freq"]}]})
+    ws = sorted((t.variant, t.spec.w) for t in expand_trials(g, world=g.worlds[0]))
+    assert ws == [("full", 0.0), ("full", 0.5), ("no_freq", 0.5)]
+    assert [t.variant for t in expand_trials(g, world=g.worlds[1])] == ["no_freq"]
+    bad = [
+        ({**base, "worlds": [{"effects": {"nope": 0}}]}, "unknown effect"),
+        ({**base, "worlds": [{"variants": ["missing"]}]}, "variants must list"),
+        ({**base, "variants": [{"name": "v", "w": [2.0]}]}, "w must be values"),
+        ({**base, "checks": [{"effect": "shared", "a": {"variant": "zzz"}, "b": {}, "metric": "top1"}]}, "unknown variant"),
+        ({**base, "checks": [{"effect": "nope", "a": {}, "b": {}, "metric": "top1"}]}, "effect must be one of"),
+    ]
+    for data, match in bad:
+        with pytest.raises(UserError, match=match):
+            parse_grid(data)
+
+
+def _records(world: str, variant: str, w: float, per_trial: np.ndarray, metric: str = "top1") -> dict:
+    return {"key": f"{world}-{variant}-{w}", "status": "ok", "method": "brainvis", "variant": variant, "w": w, "subject": 4, "fraction": 1.0,
+            "seed": 0, "config": {"dataset_id": world}, "metrics": {metric: {"value": float(per_trial.mean()), "per_trial": per_trial.tolist()}}}  # fmt: skip
+
+
+def test_verdicts_follow_the_rule():
+    g = parse_grid({
+        "axes": {"method": ["brainvis"]},
+        "variants": [{"name": "full"}, {"name": "no_freq", "options": {"use_freq": False}}],
+        "worlds": [{"scale": "smoke"}, {"scale": "smoke", "effects": {"induced_class": 0}}],
+        "checks": [{"name": "frequency branch", "effect": "induced_class", "a": {"variant": "full"}, "b": {"variant": "no_freq"}, "metric": "top1"}],
+    })  # fmt: skip
+    planted, null = world_pair(g, "induced_class")
+    rng = np.random.default_rng(0)
+    n = 200
+    full = (rng.random(n) < 0.5).astype(float)
+    worse = np.where(rng.random(n) < 0.35, 0.0, full)  # loses a third of the hits
+    same = full.copy()
+    cases = {
+        "recovered": (worse, same),
+        "not recovered: no effect where planted": (same, same),
+        "not recovered: an effect on the null world too": (worse, worse),
+    }
+    for verdict, (planted_b, null_b) in cases.items():
+        recs = [_records(planted, "full", 0.5, full), _records(planted, "no_freq", 0.5, planted_b), _records(null, "full", 0.5, full), _records(null, "no_freq", 0.5, null_b)]
+        (res,) = check_results(recs, g)
+        assert res["verdict"] == verdict, (verdict, res)
+        assert res["planted"]["n"] == n and res["planted"]["diff"] == pytest.approx(full.mean() - planted_b.mean())
+    assert "**recovered**" not in markdown(check_results(recs, g))
+    (res,) = check_results(recs[:2], g)
+    assert res["verdict"].startswith("incomplete")
