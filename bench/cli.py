@@ -250,9 +250,13 @@ def score(
     n: int = typer.Option(50, help="N of N-way Top-K (clamped to the classifier's classes, recorded)."),
     k: int = typer.Option(1, help="K of N-way Top-K."),
     trials: int = typer.Option(50, help="N-way draws per image."),
-    seed: int = typer.Option(0, help="Seed of the N-way draws and bootstrap."),
+    seed: int = typer.Option(0, help="Seed of the N-way draws."),
+    is_splits: int = typer.Option(1, help="Inception Score splits (a protocol setting, recorded; never derived from the number of images)."),
 ) -> None:
-    """Score a folder of reconstructions against ground truth: N-way Top-K, IS, SSIM, CLIP similarity, FID."""
+    """Score a folder of reconstructions against ground truth: N-way Top-K, IS, SSIM, CLIP similarity, FID, KID.
+
+    Intervals: Wilson for N-way, Student t for SSIM/CS, a jackknife over ground truths for IS/FID/KID,
+    from the same feature pass as the headline (each result names its ci_method)."""
     import time
 
     from bench.score_folders import match_folders, score_matched
@@ -265,7 +269,11 @@ def score(
         if json_out.expanduser().is_dir():
             raise UserError(f"--json {json_out}: is a folder; give a file name")
         check_writable_folder(json_out.expanduser().absolute().parent, "--json")
+    if is_splits < 1:
+        raise UserError(f"--is-splits must be >= 1; got {is_splits}")
     matched = match_folders(gt_dir, gen_dir)  # every folder problem is reported before models load
+    if is_splits > len(matched[0]):
+        raise UserError(f"--is-splits {is_splits}: more splits than the {len(matched[0])} ground truths")
     if backbones == "mini":
         from bench.backbones.mini import WEIGHTS_DIR, load_mini_backbones
 
@@ -278,7 +286,7 @@ def score(
         bb = load_paper_backbones(load_paper_config(paper_config), roles=("image_encoder", "classifier", "fidelity"))
     else:
         raise UserError(f"--backbones must be 'mini' or 'paper'; got {backbones!r}")
-    metrics, meta = score_matched(*matched, bb, ScoreSettings(n=n, k=k, trials=trials, seed=seed))
+    metrics, meta = score_matched(*matched, bb, ScoreSettings(n=n, k=k, trials=trials, seed=seed, is_splits=is_splits))
     table = Table(title=f"{meta['n_ground_truth']} ground truths x {meta['samples_per_ground_truth']} samples ({time.perf_counter() - t0:.1f} s)")
     for col in ("metric", "value", "95% CI", "protocol"):
         table.add_column(col, justify="right" if col != "protocol" else "left")

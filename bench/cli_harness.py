@@ -292,6 +292,9 @@ def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concur
             err_console.print("interrupted: the leakage audit and the leaderboard are left for the next run", highlight=False)
             return 130
         ensure_audit(st.root, root, dataset_id, name="audit.json" if not g.worlds else f"audit-{dataset_id}.json", say=say)
+        from bench.world.card import keep_card
+
+        keep_card(st.root, root, dataset_id)  # a synthetic world's card travels with its records
         if summary.ok or summary.skipped_ok:
             from dataclasses import replace
 

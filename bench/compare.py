@@ -1,11 +1,14 @@
-"""`bench compare A B`: paired differences between two methods on the same test trials."""
+"""`bench compare A B`: paired differences between two methods on the same test trials and, when
+the pairs span several subjects, across subjects (one value per subject; exact sign flips, d_z)."""
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 import numpy as np
 
 from bench.leaderboard import COLUMNS, SET_LEVEL, load_records, records_of_grid
-from bench.metrics import paired_comparison
+from bench.metrics import holm, paired_comparison, subject_comparison
 from brainvis.errors import UserError
 
 
@@ -22,12 +25,15 @@ def _preference(r: dict) -> tuple:
 def compare_methods(
     store, method_a: str, method_b: str, *, subject: int | None = None, metrics: list[str] | None = None, grid: str | None = None, dataset: str | None = None
 ) -> dict:
-    """Per metric: mean difference A - B over paired test trials, 95% CI, permutation p-value.
+    """Per metric: mean difference A - B over paired test trials, 95% CI, permutation p-value; with
+    two or more subjects also the subject-level test (:func:`~bench.metrics.subject_comparison`).
 
     Trials pair up when both methods ran on the same dataset, subject, data fraction and seed (hence
-    the same test trials, in the same order). For methods with several w, the record closest to
-    w = 0.5 is used. ``grid``: only the records that grid's leaderboard uses; ``dataset``: only that
-    dataset id (otherwise pairs from every dataset are pooled, and ``datasets`` lists them).
+    the same test trials, in the same order); a trial run with several seeds is one unit (its mean over
+    seeds). For methods with several w, the record closest to w = 0.5 is used. ``grid``: only the
+    records that grid's leaderboard uses; ``dataset``: only that dataset id (otherwise pairs from every
+    dataset are pooled, and ``datasets`` lists them). p-values are Holm-corrected over the metrics
+    compared (``p_value_holm``, per level).
     """
     recs = load_records(store)
     recs = [r for r in (records_of_grid(recs, grid) if grid else recs) if r.get("status") == "ok"]
@@ -51,24 +57,62 @@ def compare_methods(
     names = metrics or [m for m in COLUMNS if m not in SET_LEVEL]
     out = {}
     for metric in names:
-        a, b = [], []
+        runs: dict[tuple, list[tuple[list, list]]] = defaultdict(list)  # (dataset, subject, fraction) -> per-seed trial lists
         for key in pairs:
             ma, mb = by[method_a][key]["metrics"].get(metric), by[method_b][key]["metrics"].get(metric)
             if ma and mb and ma.get("per_trial") and mb.get("per_trial") and len(ma["per_trial"]) == len(mb["per_trial"]):
-                a += ma["per_trial"]
-                b += mb["per_trial"]
-        if not a:
+                runs[key[:3]].append((ma["per_trial"], mb["per_trial"]))
+        if not runs:
             continue
-        res = paired_comparison(np.asarray(a), np.asarray(b), seed=0)
-        out[metric] = {"mean_a": float(np.mean(a)), "mean_b": float(np.mean(b)), **{k: res[k] for k in ("diff", "ci_low", "ci_high", "p_value", "p_value_wilcoxon", "n")}, "higher_is_better": COLUMNS[metric][1]}
+        a, b, subjects = [], [], defaultdict(lambda: ([], []))
+        for (ds, subj, _), seeds in sorted(runs.items()):
+            if len({len(x) for x, _ in seeds}) == 1:  # one unit per trial: its mean over seeds
+                ua, ub = np.mean([x for x, _ in seeds], axis=0), np.mean([y for _, y in seeds], axis=0)
+            else:
+                ua, ub = np.concatenate([x for x, _ in seeds]), np.concatenate([y for _, y in seeds])
+            a.append(ua), b.append(ub)
+            subjects[(ds, subj)][0].append(ua), subjects[(ds, subj)][1].append(ub)
+        a, b = np.concatenate(a), np.concatenate(b)
+        res = paired_comparison(a, b, seed=0)
+        entry = {"mean_a": float(np.mean(a)), "mean_b": float(np.mean(b)), **{k: res[k] for k in ("diff", "ci_low", "ci_high", "p_value", "p_value_wilcoxon", "n")},
+                 "higher_is_better": COLUMNS[metric][1] if metric in COLUMNS else True}
+        if len(subjects) >= 2:
+            sa = [float(np.concatenate(v[0]).mean()) for v in subjects.values()]
+            sb = [float(np.concatenate(v[1]).mean()) for v in subjects.values()]
+            sub = subject_comparison(sa, sb)
+            entry["subjects"] = {"mean_a": float(np.mean(sa)), "mean_b": float(np.mean(sb)),
+                                 **{k: sub[k] for k in ("diff", "ci_low", "ci_high", "d_z", "p_value", "test", "n")},
+                                 "per_subject": [[ds, subj, x, y] for (ds, subj), x, y in zip(subjects, sa, sb)]}
+        out[metric] = entry
     if not out:
         raise UserError(f"no per-trial values shared by {method_a} and {method_b} for {', '.join(names)}")
+    for key, p in zip(out, holm([r["p_value"] for r in out.values()])):
+        out[key]["p_value_holm"] = p
+    with_subjects = [k for k in out if "subjects" in out[k]]
+    for key, p in zip(with_subjects, holm([out[k]["subjects"]["p_value"] for k in with_subjects])):
+        out[key]["subjects"]["p_value_holm"] = p
     return {"a": method_a, "b": method_b, "pairs": [list(p) for p in pairs], "datasets": sorted({p[0] for p in pairs}), "metrics": out}
 
 
+def _title(metric: str) -> str:
+    return COLUMNS[metric][0] if metric in COLUMNS else metric
+
+
 def compare_markdown(result: dict) -> str:
+    m0 = result["metrics"]
     lines = [f"Paired comparison {result['a']} - {result['b']} over {len(result['pairs'])} matched (dataset, subject, fraction, seed) runs; datasets: {', '.join(result['datasets'])}", "",
-             "| metric | mean A | mean B | A - B | 95% CI | p (permutation) | p (Wilcoxon) | n |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for m, r in result["metrics"].items():
-        lines.append(f"| {COLUMNS[m][0]} | {r['mean_a']:.4f} | {r['mean_b']:.4f} | {r['diff']:+.4f} | [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['p_value']:.4g} | {r['p_value_wilcoxon']:.4g} | {r['n']} |")
+             "Over test trials (a trial run with several seeds is one unit); p-values Holm-corrected over the metrics:", "",
+             "| metric | mean A | mean B | A - B | 95% CI | p (permutation) | p (Holm) | p (Wilcoxon) | n trials |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for m, r in m0.items():
+        lines.append(f"| {_title(m)} | {r['mean_a']:.4f} | {r['mean_b']:.4f} | {r['diff']:+.4f} | [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['p_value']:.4g} | {r['p_value_holm']:.4g} | {r['p_value_wilcoxon']:.4g} | {r['n']} |")
+    subj = {m: r["subjects"] for m, r in m0.items() if "subjects" in r}
+    if subj:
+        test = next(iter(subj.values()))["test"]
+        lines += ["", f"Across subjects (one value per subject: its mean over its trials; {test}; d_z = mean / sd of the subject differences; "
+                  "Student t 95% CI; p-values Holm-corrected over the metrics):", "",
+                  "| metric | mean A | mean B | A - B | 95% CI | d_z | p | p (Holm) | n subjects |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for m, r in subj.items():
+            ci = "–" if r["ci_low"] is None else f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+            dz = "–" if r["d_z"] is None else f"{r['d_z']:+.2f}"
+            lines.append(f"| {_title(m)} | {r['mean_a']:.4f} | {r['mean_b']:.4f} | {r['diff']:+.4f} | {ci} | {dz} | {r['p_value']:.4g} | {r['p_value_holm']:.4g} | {r['n']} |")
     return "\n".join(lines) + "\n"

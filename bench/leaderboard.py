@@ -1,12 +1,16 @@
 """Leaderboards regenerated purely from stored trial records: markdown (or LaTeX / CSV) tables,
 plots and a reconstruction gallery.
 
-Rows group records by (method, variant, fraction, w); values pool the per-trial values of every
-matching record (seeds, and subjects for the average table), with a 95% bootstrap CI over those
-trials. Set-level metrics (IS, FID) are averaged over records; their CI is shown only when a row
-rests on one record. The best EEG method per column is bold; reference rows (oracles, chance) are
-italic and never bold. Output is byte-identical for the same records: no clock, no randomness
-beyond fixed seeds, stable ordering.
+Rows group records by (method, variant, fraction, w); values pool the test trials of every matching
+record (a trial run with several seeds is one unit, its mean over seeds; subjects are pooled for the
+average table), with the interval of the metric's kind (:mod:`bench.metrics.intervals`: Wilson for
+rates, Student t for means) recomputed from the stored per-trial values, so older records get it too.
+Set-level metrics (IS, FID, KID) are averaged over records; their stored jackknife interval is shown
+when a row rests on one record (older records' percentile intervals are not shown). The best EEG
+method per column is bold; reference rows (oracles, chance) are italic and never bold. A comparison
+section tests the best against the others (paired across subjects where there are several, over
+trials otherwise; Holm-corrected). Output is byte-identical for the same records: no clock, no
+randomness beyond fixed seeds, stable ordering.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.metrics import bootstrap_summary
+from bench.metrics.intervals import CI_METHODS, METRIC_INTERVAL, draws_per_trial, trial_interval
 
 if TYPE_CHECKING:
     from bench.grid import Grid
@@ -35,8 +39,11 @@ COLUMNS: dict[str, tuple[str, bool, str]] = {
     "ssim": ("SSIM", True, "{:.3f}"),
     "clip_similarity": ("CS", True, "{:.3f}"),
     "fid": ("FID", False, "{:.1f}"),
+    "kid": ("KID", False, "{:.4f}"),
+    "attribute_fidelity": ("attr.", True, "{:.3f}"),
 }
-SET_LEVEL = {"inception_score", "fid"}
+SET_LEVEL = {"inception_score", "fid", "kid"}
+SET_INTERVALS = {"jackknife_log", "jackknife"}  # stored set-level intervals shown (older: percentile bootstrap, not shown)
 REFERENCE_METHODS = {"chance", "oracle_caption", "oracle_label", "brainvis_stage2_true", "brainvis_stage2_random"}
 
 PUBLISHED = {
@@ -94,15 +101,15 @@ def resolve_grid(grid: "str | Grid") -> "tuple[str, Grid | None]":
 
 def dataset_labels(grid: "str | Grid") -> dict[str, str]:
     """World id -> a readable name ("mini world, block drift") for a grid that runs on several synthetic worlds."""
-    from bench.world.spec import make_spec
+    from bench.world.spec import spec_of_world
     from brainvis.errors import UserError
 
     g = resolve_grid(grid)[1]
     labels = {}
     for w in g.worlds if g else ():
         try:
-            scale, seed, drift = str(w.get("scale", "mini")), int(w.get("seed", 0)), bool(w.get("block_drift", False))
-            labels[make_spec(scale, seed=seed, block_drift=drift).world_id] = f"{scale} world" + (f" seed {seed}" if seed else "") + (", block drift" if drift else "")
+            spec = spec_of_world(w)
+            labels[spec.world_id] = spec.label()
         except (UserError, TypeError, ValueError):
             continue  # a bad world entry: `bench run` reports it; here its records just keep their id
     return labels
@@ -124,19 +131,38 @@ def _uses_w(records: list[dict]) -> dict[str, bool]:
     return {m: len(v) > 1 for m, v in ws.items()}
 
 
-def _cell(recs: list[dict], metric: str, n_boot: int = 1000) -> dict | None:
+def _subject_units(recs: list[dict], metric: str) -> dict[int, tuple[np.ndarray, int]]:
+    """Per subject: the per-trial values of ``metric`` with a trial repeated over seeds as one unit (its
+    mean over seeds, when the seeds' trial lists have one length), and the number of seeds averaged."""
+    runs: dict[int, list[np.ndarray]] = defaultdict(list)
+    for r in sorted(recs, key=lambda r: (r["seed"], r["key"])):
+        v = r.get("metrics", {}).get(metric) or {}
+        if v.get("per_trial"):
+            runs[r["subject"]].append(np.asarray(v["per_trial"], dtype=float))
+    out = {}
+    for subject, xs in sorted(runs.items()):
+        out[subject] = (np.mean(xs, axis=0), len(xs)) if len({len(x) for x in xs}) == 1 else (np.concatenate(xs), 1)
+    return out
+
+
+def _cell(recs: list[dict], metric: str) -> dict | None:
+    """Value, interval (lo, hi; None where not shown), its method, and n (trials, or records for set-level)."""
     vals = [r["metrics"][metric] for r in recs if metric in r.get("metrics", {})]
     if not vals:
         return None
     if metric not in SET_LEVEL and all(v.get("per_trial") for v in vals):
-        pooled = np.concatenate([np.asarray(v["per_trial"], dtype=float) for v in vals])
-        if len(vals) == 1:
-            return {"value": vals[0]["value"], "lo": vals[0]["ci_low"], "hi": vals[0]["ci_high"], "n": len(pooled)}
-        b = bootstrap_summary(pooled, n_boot=n_boot, seed=0)
-        return {"value": float(pooled.mean()), "lo": b["ci_low"], "hi": b["ci_high"], "n": len(pooled)}
+        units = _subject_units(recs, metric)
+        pooled = np.concatenate([u for u, _ in units.values()])
+        seeds = min(k for _, k in units.values())
+        iv = trial_interval(metric, pooled, draws_per_unit=seeds * draws_per_trial(vals[0]))
+        value = vals[0]["value"] if len(vals) == 1 else float(pooled.mean())
+        return {"value": value, "lo": iv["ci_low"], "hi": iv["ci_high"], "method": iv["ci_method"], "n": len(pooled)}
     if len(vals) == 1:
-        return {"value": vals[0]["value"], "lo": vals[0].get("ci_low"), "hi": vals[0].get("ci_high"), "n": 1}
-    return {"value": float(np.mean([v["value"] for v in vals])), "lo": None, "hi": None, "n": len(vals)}
+        v = vals[0]
+        shown = v.get("ci_method") in SET_INTERVALS and v.get("ci_low") is not None
+        return {"value": v["value"], "lo": v["ci_low"] if shown else None, "hi": v["ci_high"] if shown else None,
+                "method": v.get("ci_method") if shown else None, "n": 1, "stale": not shown and v.get("ci_low") is not None}
+    return {"value": float(np.mean([v["value"] for v in vals])), "lo": None, "hi": None, "method": None, "n": len(vals)}
 
 
 def _fmt(cell: dict | None, fmt: str, bold: bool, italic: bool) -> str:
@@ -218,9 +244,10 @@ def markdown_table(records: list[dict], metrics: list[str], chance: dict[str, fl
 
 def dataset_comparison(records: list[dict], metrics: list[str], datasets: list[str], labels: dict[str, str] | None = None) -> str | None:
     """Per row (method, variant, fraction, w): the change of each per-trial metric from ``datasets[0]``
-    to ``datasets[1]``, with a 95% bootstrap CI and a permutation-test p-value (independent samples:
-    the two datasets have different test trials). None unless both datasets have such rows."""
-    from bench.metrics import independent_comparison
+    to ``datasets[1]``, with a 95% bootstrap CI, a permutation-test p-value (independent samples: the two
+    datasets have different test trials) and its Holm correction over the table. None unless both
+    datasets have such rows."""
+    from bench.metrics import holm, independent_comparison
 
     labels = labels or {}
     a, b = datasets
@@ -229,33 +256,41 @@ def dataset_comparison(records: list[dict], metrics: list[str], datasets: list[s
     by_row: dict[tuple, dict[str, list[dict]]] = defaultdict(dict)
     for k in order:
         by_row[(k.method, k.variant, k.fraction, k.w)][k.dataset] = groups[k]
-    lines = []
+    rows = []
     for (method, variant, fraction, w), sets in by_row.items():
         if a not in sets or b not in sets:
             continue
-        cells = []
+        tests = []
         for m in per_trial:
             xa, xb = _trial_units(sets[a], sets[b], m)
-            if xa is None:
+            tests.append(None if xa is None else (m, independent_comparison(xb, xa, n_resamples=9999, n_boot=2000, seed=0)))
+        rows.append(((method, variant, fraction, w), tests))
+    if not rows:
+        return None
+    adjusted = iter(holm([t[1]["p_value"] for _, tests in rows for t in tests if t is not None]))
+    lines = []
+    several_fractions, any_w = len({k.fraction for k in order}) > 1, any(k.w is not None for k in order)
+    for (method, variant, fraction, w), tests in rows:
+        cells = []
+        for t in tests:
+            if t is None:
                 cells.append("–")
                 continue
-            c = independent_comparison(xb, xa, n_resamples=9999, n_boot=2000, seed=0)
+            m, c = t
             f = COLUMNS[m][2]
-            cells.append(f"{c['diff']:+.3f} [{f.format(c['ci_low'])}, {f.format(c['ci_high'])}], p={c['p_value']:.3g}")
+            cells.append(f"{c['diff']:+.3f} [{f.format(c['ci_low'])}, {f.format(c['ci_high'])}], p={c['p_value']:.3g} (Holm {next(adjusted):.3g})")
         label = method + (f" [{variant}]" if variant else "")
         label = f"*{label}*" if method in REFERENCE_METHODS else label
-        extra = ([f"{fraction:g}"] if len({k.fraction for k in order}) > 1 else []) + ([("–" if w is None else f"{w:g}")] if any(k.w is not None for k in order) else [])
+        extra = ([f"{fraction:g}"] if several_fractions else []) + ([("–" if w is None else f"{w:g}")] if any_w else [])
         lines.append("| " + " | ".join([label, *extra, *cells]) + " |")
-    if not lines:
-        return None
-    axes = (["fraction"] if len({k.fraction for k in order}) > 1 else []) + (["w"] if any(k.w is not None for k in order) else [])
+    axes = (["fraction"] if several_fractions else []) + (["w"] if any_w else [])
     head = ["method", *axes, *[f"Δ {COLUMNS[m][0]}" for m in per_trial]]
     intro = (
         f"Change from **{labels.get(a, a)}** to **{labels.get(b, b)}** (the second minus the first), per method: mean over test "
         "trials (subjects both datasets have; each trial's value averaged over seeds), 95% percentile-bootstrap CI (each "
         "dataset's trials resampled on their own), and a two-sided permutation-test p-value for independent samples (the "
-        "datasets have different test trials; not corrected for multiple comparisons). On small binary samples the "
-        "bootstrap CI can exclude 0 while p > 0.05: judge significance by p."
+        "datasets have different test trials), with its Holm correction over every p-value of this table. On small binary "
+        "samples the bootstrap CI can exclude 0 while p > 0.05: judge significance by p."
     )
     return "\n".join([intro, "", "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (1 + len(axes)) + ["---:"] * len(per_trial)) + "|", *lines])
 
@@ -263,23 +298,73 @@ def dataset_comparison(records: list[dict], metrics: list[str], datasets: list[s
 def _trial_units(recs_a: list[dict], recs_b: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
     """Per-trial values of ``metric`` for the subjects both record sets cover; a trial repeated over
     seeds is one unit (its mean over seeds), so seeds do not pass for independent trials."""
-
-    def by_subject(recs: list[dict]) -> dict[int, list[np.ndarray]]:
-        out: dict[int, list[np.ndarray]] = defaultdict(list)
-        for r in sorted(recs, key=lambda r: (r["seed"], r["key"])):
-            v = r.get("metrics", {}).get(metric) or {}
-            if v.get("per_trial"):
-                out[r["subject"]].append(np.asarray(v["per_trial"], dtype=float))
-        return out
-
-    def units(runs: list[np.ndarray]) -> np.ndarray:
-        return np.mean(runs, axis=0) if len({len(x) for x in runs}) == 1 else np.concatenate(runs)
-
-    sa, sb = by_subject(recs_a), by_subject(recs_b)
+    sa, sb = _subject_units(recs_a, metric), _subject_units(recs_b, metric)
     common = sorted(set(sa) & set(sb))
     if not common:
         return None, None
-    return np.concatenate([units(sa[s]) for s in common]), np.concatenate([units(sb[s]) for s in common])
+    return np.concatenate([sa[s][0] for s in common]), np.concatenate([sb[s][0] for s in common])
+
+
+def method_comparisons(records: list[dict], metrics: list[str], labels: dict[str, str] | None = None) -> str | None:
+    """Per per-trial metric, the best EEG row of the main table against every other EEG row of its
+    dataset at the same fraction and w: paired across subjects (:func:`~bench.metrics.subject_comparison`:
+    exact sign flips up to 13 subjects, Wilcoxon above; d_z) when the pair shares two or more subjects,
+    over test trials (:func:`~bench.metrics.paired_comparison`) otherwise; Holm over the table."""
+    from bench.metrics import holm, paired_comparison, subject_comparison
+
+    labels = labels or {}
+    order, cells = build_table(records, metrics, list(labels))
+    _, groups = group_rows(records, list(labels))
+    several = len({k.dataset for k in order}) > 1
+    tests = []
+    for m in (m for m in metrics if m not in SET_LEVEL):
+        bold = _best(order, cells, m, COLUMNS[m][1])
+        for dataset in dict.fromkeys(k.dataset for k in order):
+            best = next((k for k in order if k in bold and k.dataset == dataset), None)
+            if best is None:
+                continue
+            for other in order:
+                if other == best or other.method in REFERENCE_METHODS or cells[other][m] is None:
+                    continue
+                if (other.dataset, other.fraction, other.w) != (best.dataset, best.fraction, best.w):
+                    continue
+                ub, uo = _subject_units(groups[best], m), _subject_units(groups[other], m)
+                common = [s for s in sorted(set(ub) & set(uo)) if len(ub[s][0]) == len(uo[s][0])]
+                if not common:
+                    continue
+                if len(common) >= 2:
+                    r = subject_comparison([ub[s][0].mean() for s in common], [uo[s][0].mean() for s in common])
+                    level = "subjects"
+                else:
+                    x, y = ub[common[0]][0], uo[common[0]][0]
+                    r = paired_comparison(x, y, n_resamples=9999, n_boot=2000, seed=0)
+                    sd = float(np.std(x - y, ddof=1)) if x.size > 1 else 0.0
+                    r["d_z"] = float(np.mean(x - y) / sd) if sd > 0 else None
+                    level = "trials"
+                tests.append((m, best, other, level, r))
+    if not tests:
+        return None
+    adjusted = holm([t[4]["p_value"] for t in tests])
+    levels = {t[3] for t in tests}
+    head = ["metric", *(["dataset"] if several else []), "best", "vs", "Δ (best − other)", "95% CI", "d_z", "p", "p (Holm)", "n"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (3 + several) + ["---:"] * 6) + "|"]
+    for (m, best, other, level, r), p_holm in zip(tests, adjusted):
+        ci = "–" if r["ci_low"] is None else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+        dz = "–" if r.get("d_z") is None else f"{r['d_z']:+.2f}"
+        n = f"{r['n']} {'subjects' if level == 'subjects' else 'trials'}"
+        row = [COLUMNS[m][0], *([labels.get(best.dataset, best.dataset)] if several else []), best.label(), other.label(),
+               f"{r['diff']:+.3f}", ci, dz, f"{r['p_value']:.3g}", f"{p_holm:.3g}", n]
+        lines.append("| " + " | ".join(row) + " |")
+    how = []
+    if "subjects" in levels:
+        how.append("across subjects (one value per subject: its mean over test trials, seeds averaged): mean difference, Student t "
+                   f"95% CI, d_z = mean / sd of the subject differences, and an exact sign-flip permutation p-value (Wilcoxon signed-rank above 13 subjects)")
+    if "trials" in levels:
+        how.append("over the paired test trials of the one subject (seeds averaged): mean difference, 95% percentile-bootstrap CI, "
+                   "d_z over trials, and a sign-flip permutation p-value (9,999 resamples)")
+    intro = ("In each column, the best EEG method (bold above) against every other EEG method of its dataset at the same fraction and w, "
+             + "; ".join(how) + f". Two-sided; Holm-corrected over the {len(tests)} comparisons of this table. Set-level metrics (IS, FID, KID) are not compared here.")
+    return "\n".join([intro, "", *lines])
 
 
 def _chance(records: list[dict]) -> dict[str, float]:
@@ -317,10 +402,11 @@ def _protocol(records: list[dict], grid: str, audit: dict | None, labels: dict[s
         lines.append(f"- Inception Score: torch-fidelity, generated images only, extractor `{isc.get('extractor')}`, splits {isc.get('splits')}")
     if ssim:
         lines.append(f"- SSIM: scikit-image, uint8 RGB, data_range 255, at {ssim.get('resolution')} px; CS: cosine of CLIP image embeddings; FID: torch-fidelity vs the matched ground-truth test images")
-    lines.append(
-        "- 95% CIs: bootstrap over test trials (pooled over subjects/seeds of a row); IS/FID CIs only for single-record rows. "
-        "A resampled set repeats images, which lowers IS and raises FID, so their intervals are biased and can exclude the point value"
-    )
+    kid = next((r["metrics"]["kid"] for r in records if "kid" in r.get("metrics", {})), None)
+    if kid:
+        lines.append(f"- KID: {kid.get('estimator')}, {kid.get('kernel')} kernel degree {kid.get('degree')}, coef0 {kid.get('coef0'):g}, "
+                     f"gamma 1/dim; subset size {kid.get('subset_size')} trials (all), one subset")
+    lines += _interval_lines(records)
     lines.append(f"- dataset: {', '.join(d + (f' ({labels[d]})' if labels and d in labels else '') for d in datasets)}")
     for b in backbones:
         lines.append(f"- backbones: `{b}`" if b != "{}" else "- backbones: none (classification only)")
@@ -335,6 +421,31 @@ def _protocol(records: list[dict], grid: str, audit: dict | None, labels: dict[s
     return lines
 
 
+def _interval_lines(records: list[dict]) -> list[str]:
+    """The protocol's statement of which interval each metric column uses (and what older records lack)."""
+    def shown(m: str) -> bool:  # set-level: only where a record carries a jackknife interval
+        return m not in SET_LEVEL or any((_cell([r], m) or {}).get("method") for r in records if m in r.get("metrics", {}))
+
+    by_method: dict[str, list[str]] = defaultdict(list)
+    for m in _present_metrics(records):
+        if shown(m):
+            by_method[METRIC_INTERVAL.get(m, "student_t")].append(COLUMNS[m][0])
+    lines = [f"- 95% intervals, {', '.join(cols)}: {CI_METHODS[method]}" for method, cols in by_method.items()]
+    lines.append("- a row pools its records' test trials (a trial run with several seeds is one unit, its mean over seeds; the average "
+                 "table pools the subjects' trials, so with equal test sets its value is the mean of the per-subject means); "
+                 "set-level metrics (IS, FID, KID) of rows with several records are means over records, without an interval")
+    stale = sorted({COLUMNS[m][0] for r in records for m in SET_LEVEL & set(r.get("metrics", {}))
+                    if (_cell([r], m) or {}).get("stale")})
+    if stale:
+        lines.append(f"- {', '.join(stale)}: records scored before the jackknife intervals carry percentile-bootstrap intervals (a resample "
+                     "repeats images, which lowers IS and raises FID, so they could exclude the point value); they are not shown: rescore the records")
+    fid = next((r["metrics"]["fid"] for r in records if (r.get("metrics", {}).get("fid") or {}).get("n_below_dim")), None)
+    if fid:
+        lines.append(f"- FID from {min(fid['count_generated'], fid['count_reference'])} images in {fid['dim']} feature dimensions (fewer images than "
+                     "dimensions): its small-sample bias can exceed its value, so compare FIDs only at equal n; KID is unbiased")
+    return lines
+
+
 def _grid_text(grid: "str | Grid") -> str:
     """A grid's description and note, as written in its TOML file."""
     g = resolve_grid(grid)[1]
@@ -342,14 +453,17 @@ def _grid_text(grid: "str | Grid") -> str:
 
 
 def _published_table() -> str:
-    metrics = list(COLUMNS)
+    metrics = [m for m in COLUMNS if any(m in vals for _, _, vals in PUBLISHED["rows"])]
     lines = ["| method | setting | " + " | ".join(COLUMNS[m][0] for m in metrics) + " |", "|---|---|" + "|".join(["---:"] * len(metrics)) + "|"]
     for name, setting, vals in PUBLISHED["rows"]:
         lines.append(f"| {name} | {setting} | " + " | ".join(f"{vals[m]:g}" if m in vals else "–" for m in metrics) + " |")
     return "\n".join(lines) + f"\n\nSource: {PUBLISHED['source']}. The v1 SSIM used `data_range=255` on normalised floats (inflated); its IS used a non-standard formula."
 
 
-def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None, plots: list[str] = (), gallery: str | None = None, labels: dict[str, str] | None = None, about: str = "") -> str:
+def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None, plots: list[str] = (), gallery: str | None = None, labels: dict[str, str] | None = None, about: str = "",
+                    checks: str | None = None, cards: dict[str, str] | None = None) -> str:
+    """The leaderboard page. ``checks``: the known-answer section (see :mod:`bench.known_answers`);
+    ``cards``: world id -> relative link of its world card."""
     ok = [r for r in records if r.get("status") == "ok"]
     failed = [r for r in records if r.get("status") != "ok"]
     metrics = _present_metrics(ok)
@@ -364,6 +478,11 @@ def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None
     for s in subjects:
         out += [f"## Subject {s}", "", markdown_table([r for r in ok if r["subject"] == s], metrics, chance, labels), ""]
     datasets = list(dict.fromkeys(k.dataset for k in group_rows(ok, list(labels or {}))[0]))  # display order
+    if checks:
+        out += [checks]
+    comparisons = method_comparisons(ok, metrics, labels)
+    if comparisons:
+        out += ["## Comparisons", "", comparisons, ""]
     if len(datasets) == 2:
         comparison = dataset_comparison(ok, metrics, datasets, labels)
         if comparison:
@@ -376,6 +495,9 @@ def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None
         out += [""]
     out += ["## As published (not measured here; not comparable to the tables above)", "", _published_table(), ""]
     out += ["## Protocol", ""] + _protocol(ok, grid, audit, labels, about) + [""]
+    if cards:
+        out += ["World cards (planted effects, their strengths, the world's own probe figures and the expected outcome of each check): "
+                + "; ".join(f"[{(labels or {}).get(w, w)}]({link})" for w, link in cards.items()), ""]
     if failed:
         out += [f"Failed trials (not in the tables): {', '.join(sorted(r['key'] for r in failed))}", ""]
     order, groups = group_rows(ok, list(labels or {}))
@@ -418,16 +540,17 @@ def render_latex(records: list[dict], labels: dict[str, str] | None = None) -> s
 
 
 def render_csv(records: list[dict]) -> str:
+    """One row per record: each metric's value and the interval the leaderboard shows for it (and its method)."""
     ok = [r for r in records if r.get("status") == "ok"]
     metrics = _present_metrics(ok)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["key", "method", "variant", "subject", "fraction", "w", "seed"] + [f"{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high")])
+    w.writerow(["key", "method", "variant", "subject", "fraction", "w", "seed"] + [f"{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high", "_ci_method")])
     for r in sorted(ok, key=lambda r: (r["method"], r.get("variant") or "", r["subject"], r["fraction"], r["w"], r["seed"], r["key"])):
         vals = []
         for m in metrics:
-            c = r["metrics"].get(m)
-            vals += [c["value"], c.get("ci_low"), c.get("ci_high")] if c else ["", "", ""]
+            c = _cell([r], m)
+            vals += [c["value"], c["lo"], c["hi"], c["method"]] if c else ["", "", "", ""]
         w.writerow([r["key"], r["method"], r.get("variant") or "", r["subject"], r["fraction"], r["w"], r["seed"]] + vals)
     return buf.getvalue()
 
@@ -598,7 +721,23 @@ def write_leaderboard(store: str | Path, grid: "str | Grid", out_dir: str | Path
     gallery = f"{name}_gallery.png" if any(r.get("images_dir") for r in ok) else None
     if gallery and figures:
         plot_gallery(ok, Path(data_root) if data_root else None, out_dir / gallery)
+    labels = dataset_labels(g or name)
+    cards = {}
+    from bench.world.card import card_markdown, stored_cards
+
+    for wid, card in stored_cards(store, sorted(datasets)).items():
+        link = f"worlds/{wid}.md"
+        (out_dir / "worlds").mkdir(exist_ok=True)
+        (out_dir / link).write_text(card_markdown(card))
+        written.append(out_dir / link)
+        cards[wid] = link
+        labels.setdefault(wid, card.get("label") or wid)
+    checks = None
+    if g is not None and g.checks:
+        from bench.known_answers import check_results, markdown as checks_markdown
+
+        checks = checks_markdown(check_results(ok, g), labels)
     md = out_dir / f"{name}.md"
-    md.write_text(render_markdown(records, name, audit=audit, plots=plots, gallery=gallery, labels=dataset_labels(g or name), about=_grid_text(g or name)))
-    written.append(md)
+    md.write_text(render_markdown(records, name, audit=audit, plots=plots, gallery=gallery, labels=labels, about=_grid_text(g or name), checks=checks, cards=cards))
+    written.insert(0, md)  # the page first, then its world cards
     return written

@@ -1,9 +1,10 @@
 """Scoring: predictions and generated images of the test trials -> flat metric results with CIs.
 
-Every metric result is ``{"value", "ci_low", "ci_high", ...protocol settings}``; per-trial values
-(averaged over a trial's samples) are bootstrapped over test trials (95% percentile CI).
-IS and FID are set-level: their headline comes from torch-fidelity, their CI from bootstrapping
-trials over the same extractor's logits/features where the backbone exposes them.
+Every metric result is ``{"value", "ci_low", "ci_high", "ci_method", "ci_level", ...protocol settings}``
+(``ci_method`` is a key of :data:`bench.metrics.intervals.CI_METHODS`). Per-trial metrics (a trial's
+value averaged over its samples) get the interval of their kind: rates (top-k, N-way) Wilson, means
+(SSIM, CS) Student t. IS, FID and KID are set-level: headline and jackknife interval both come from
+one torch-fidelity feature pass over the images (:mod:`bench.metrics.set_level`).
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import numpy as np
 import torch
 
 from bench.metrics import (
-    bootstrap_summary,
+    attribute_fidelity,
     classification_metrics,
     clip_similarity,
-    fid_from_features,
-    inception_score_from_logits,
     n_way_top_k,
+    n_way_top_k_label,
     ssim,
 )
+from bench.metrics.intervals import draws_per_trial, mean_interval, rate_interval
 
 
 @dataclass(frozen=True)
@@ -30,20 +31,28 @@ class ScoreSettings:
     k: int = 1
     trials: int = 50
     seed: int = 0
-    n_boot: int = 1000
-    fidelity: bool = True  # IS and FID (torch-fidelity)
+    n_boot: int = 1000  # accepted from profiles; the metric intervals no longer resample (Wilson, t, jackknife)
+    fidelity: bool = True  # IS, FID and KID (torch-fidelity)
+    is_splits: int = 1  # Inception Score splits: a protocol setting, never derived from the set size
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _with_ci(value: float, per_trial: np.ndarray | None, s: ScoreSettings, **extra) -> dict:
-    """Headline value, bootstrap CI over trials, settings, and the per-trial values (in test-trial
-    order) that paired comparisons between methods use."""
+def _with_ci(value: float, per_trial: np.ndarray | None, s: ScoreSettings, *, interval: str | None = None, draws: float | None = None, **extra) -> dict:
+    """Headline value, the interval of the metric's kind over trials, settings, and the per-trial values
+    (in test-trial order) that paired comparisons between methods use.
+
+    ``interval``: "wilson" (a rate) or "student_t" (a mean); by default N-way results (they carry
+    ``chance``) are rates and every other metric a mean. ``draws``: 0/1 outcomes behind one per-trial
+    rate (default: :func:`~bench.metrics.intervals.draws_per_trial`).
+    """
     out = {"value": float(value), "ci_low": None, "ci_high": None}
-    if per_trial is not None and len(per_trial) > 1:
-        b = bootstrap_summary(np.asarray(per_trial, dtype=float), n_boot=s.n_boot, seed=s.seed)
-        out["ci_low"], out["ci_high"] = b["ci_low"], b["ci_high"]
+    if per_trial is not None and len(per_trial) > 0:
+        kind = interval or ("wilson" if "chance" in extra else "student_t")
+        v = np.asarray(per_trial, dtype=float)
+        iv = rate_interval(v, draws_per_unit=draws or draws_per_trial(extra)) if kind == "wilson" else mean_interval(v)
+        out.update({k: iv[k] for k in ("ci_low", "ci_high", "ci_method", "ci_level")})
     out.update(extra)
     if per_trial is not None:
         out["per_trial"] = [round(float(v), 6) for v in per_trial]
@@ -54,25 +63,42 @@ def score_classification(logits: torch.Tensor, labels: torch.Tensor, s: ScoreSet
     m = classification_metrics(logits.detach().cpu().numpy(), labels.cpu().numpy())
     out = {}
     for k in (1, 3, 5):
-        out[f"top{k}"] = _with_ci(m[f"top{k}"], np.array(m[f"per_trial_top{k}"]), s)
+        out[f"top{k}"] = _with_ci(m[f"top{k}"], np.array(m[f"per_trial_top{k}"]), s, interval="wilson", draws=1)
     out["macro_f1"] = _with_ci(m["macro_f1"], None, s)
     return out
 
 
-def _bootstrap_set_metric(fn, n_trials: int, s: ScoreSettings) -> tuple[float | None, float | None]:
-    """Percentile CI of a set-level metric by resampling trials (fewer resamples: costly)."""
-    rng = np.random.default_rng(s.seed)
-    vals = [fn(rng.integers(0, n_trials, n_trials)) for _ in range(min(100, s.n_boot))]
-    return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
+def _class_map(classifier, wnids: list[str] | None) -> np.ndarray | None:
+    """The classifier's class index of each dataset class, or None where it has no such map."""
+    if getattr(classifier, "label_space", None) == "dataset":
+        return np.arange(classifier.n_classes)
+    if wnids is None or not hasattr(classifier, "class_of_label"):
+        return None
+    return classifier.class_of_label(list(wnids))
 
 
-MIN_SET_IMAGES = 2  # IS and FID need at least this many images (FID: a covariance per set)
+def score_attributes(flat: np.ndarray, n: int, S: int, classifier, true: dict[str, np.ndarray], s: ScoreSettings) -> dict:
+    """Attribute fidelity of ``flat`` [n*S, h, w, 3] (trial-major) read by the classifier's attribute heads."""
+    probs = classifier.attribute_probs(flat)
+    predicted = {a: p.argmax(1).numpy() for a, p in probs.items() if a in true}
+    r = attribute_fidelity(predicted, true, {a: int(probs[a].shape[1]) for a in predicted}, samples=S)
+    return _with_ci(r["value"], r["per_trial"], s, interval="wilson", outcomes_per_trial=len(r["attributes"]) * S, chance=r["chance"], attributes=r["attributes"],
+                    per_attribute=r["per_attribute"], reader="mini classifier attribute heads")
+
+
+MIN_SET_IMAGES = 2  # IS, FID and KID need at least this many images (FID: a covariance per set)
+SET_METRICS = ("inception_score", "fid", "kid")
 
 
 def score_images(
-    gt: np.ndarray, gen: np.ndarray, backbones, s: ScoreSettings, labels: np.ndarray | None = None, not_computable: dict | None = None
+    gt: np.ndarray, gen: np.ndarray, backbones, s: ScoreSettings, labels: np.ndarray | None = None, not_computable: dict | None = None,
+    *, wnids: list[str] | None = None, attributes: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """``gt [N, H, W, 3]`` and ``gen [N, S, h, w, 3]`` (uint8) -> image metrics.
+
+    ``labels`` [N] (dataset class indices) with ``wnids`` (the dataset's classes) add the label-based
+    N-way Top-K where the classifier maps the dataset's classes to its own; ``attributes`` (true value
+    index of each attribute per trial, a synthetic world's) add attribute fidelity.
 
     GT images are resized to the generated resolution for SSIM (recorded). Set-level metrics that
     too few images cannot give are left out, with the reason in ``not_computable`` (if given).
@@ -90,10 +116,13 @@ def score_images(
     per_trial = np.asarray(r["per_image"]).reshape(n, S).mean(1)
     settings = {k: r[k] for k in ("n", "n_effective", "k", "trials", "seed", "clamped", "chance") if k in r}
     out["n_way_top_k"] = _with_ci(r["value"], per_trial, s, **settings, reference="classifier argmax on ground truth")
-    if labels is not None and getattr(backbones.classifier, "label_space", None) == "dataset":
-        # Label-based variant: the true class, where the classifier's classes are the dataset's.
-        rl = n_way_top_k(p_gen, np.repeat(labels, S), n=s.n, k=s.k, trials=s.trials, seed=s.seed, clamp=True)
+    class_map = _class_map(backbones.classifier, wnids)
+    if labels is not None and class_map is not None:
+        # Label-based variant: the true class, mapped to the classifier's classes.
+        rl = n_way_top_k_label(p_gen, np.repeat(labels, S), class_map, n=s.n, k=s.k, trials=s.trials, seed=s.seed, clamp=True)
         out["n_way_top_k_label"] = _with_ci(rl["value"], np.asarray(rl["per_image"]).reshape(n, S).mean(1), s, **settings, reference="dataset label")
+    if attributes and hasattr(backbones.classifier, "attribute_probs"):
+        out["attribute_fidelity"] = score_attributes(flat, n, S, backbones.classifier, attributes, s)
     # SSIM at the generated resolution.
     gt_small = np.stack([np.asarray(Image.fromarray(im).resize((w, h), Image.BICUBIC)) for im in gt])
     ss = ssim(np.repeat(gt_small, S, axis=0), flat)
@@ -105,7 +134,7 @@ def score_images(
     out["clip_similarity"] = _with_ci(cs["value"], np.asarray(cs["per_pair"]).reshape(n, S).mean(1), s)
     if s.fidelity and backbones.fidelity is not None:
         if min(n, n * S) < MIN_SET_IMAGES:
-            for name in ("inception_score", "fid"):
+            for name in SET_METRICS:
                 (not_computable if not_computable is not None else {})[name] = f"needs at least {MIN_SET_IMAGES} images; got {n} ground truth(s)"
         else:
             out.update(_fidelity_metrics(gt_small, flat, n, S, backbones, s))
@@ -113,23 +142,21 @@ def score_images(
 
 
 def _fidelity_metrics(gt: np.ndarray, flat: np.ndarray, n: int, S: int, backbones, s: ScoreSettings) -> dict:
-    from bench.metrics import fid_torch_fidelity, inception_score_torch_fidelity
+    """IS, FID and KID of ``flat`` [n*S, h, w, 3] (trial-major) against ``gt`` [n, h, w, 3]: one pass of
+    torch-fidelity's extractor over each set; headline and interval from those arrays."""
+    from bench.metrics import _fidelity
+    from bench.metrics.set_level import fid_with_ci, inception_score_with_ci, kid_with_ci
 
     kw = backbones.fidelity.fidelity_kwargs()
+    layers = _fidelity.feature_layers(kw.get("feature_extractor"))
     chw = torch.from_numpy(flat).permute(0, 3, 1, 2).contiguous()
     gt_chw = torch.from_numpy(gt).permute(0, 3, 1, 2).contiguous()
-    splits = 10 if flat.shape[0] >= 1000 else 1
-    isr = inception_score_torch_fidelity(chw, splits=splits, **kw)
-    fr = fid_torch_fidelity(gt_chw, chw, **kw)
-    is_ci = fid_ci = (None, None)
-    if hasattr(backbones.fidelity, "features"):
-        fg = {k: v.numpy() for k, v in backbones.fidelity.features(flat).items()}
-        ft = backbones.fidelity.features(gt)["features"].numpy()
-        logits = fg["logits_unbiased"].reshape(n, S, -1)
-        feats = fg["features"].reshape(n, S, -1)
-        is_ci = _bootstrap_set_metric(lambda idx: inception_score_from_logits(logits[idx].reshape(-1, logits.shape[-1]), splits=1)["value"], n, s)
-        fid_ci = _bootstrap_set_metric(lambda idx: fid_from_features(ft[idx], feats[idx].reshape(-1, feats.shape[-1])), n, s)
+    fg, ft = _fidelity.extract_features([chw, gt_chw], list(layers.values()), **kw)
+    groups = np.repeat(np.arange(n), S)
+    common = {"extractor": kw.get("feature_extractor", "inception-v3-compat"), "backend": "torch-fidelity " + _fidelity.version()}
+    reference = {"reference": "matched ground-truth test images"}
     return {
-        "inception_score": {"value": isr["value"], "ci_low": is_ci[0], "ci_high": is_ci[1], "splits": splits, "count": int(flat.shape[0]), "extractor": kw.get("feature_extractor", "inception-v3-compat"), "images": "generated only"},
-        "fid": {"value": fr["value"], "ci_low": fid_ci[0], "ci_high": fid_ci[1], "ci_method": "percentile bootstrap over trials; biased upward (a resampled set repeats images), read it as spread", "count_generated": int(flat.shape[0]), "count_reference": int(gt.shape[0]), "extractor": kw.get("feature_extractor", "inception-v3-compat"), "reference": "matched ground-truth test images"},
+        "inception_score": {**inception_score_with_ci(fg[layers["isc"]], groups, splits=s.is_splits), **common, "images": "generated only"},
+        "fid": {**fid_with_ci(fg[layers["fid"]], ft[layers["fid"]], groups, np.arange(n)), **common, **reference},
+        "kid": {**kid_with_ci(fg[layers["kid"]], ft[layers["kid"]], groups, np.arange(n)), **common, **reference},
     }

@@ -20,6 +20,7 @@ from bench.method import FitContext, TrialSpec, UnlabelledPool, get_method
 from bench.training import SharedWork
 from bench.paths import cache_dir
 from bench.scoring import ScoreSettings, score_classification, score_images
+from bench.world.images import load_attributes
 from bench.store import code_version
 from brainvis.classes import NAME_BY_WNID, class_prompt
 from brainvis.data import SPLIT_FILES, T_END, T_START, DataConfig, image_path, load_release, load_split_data, load_splits, select_split
@@ -193,7 +194,8 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
             say("score")
             t = time.perf_counter()
             gt = load_images(root / "images", data.test.image_names)
-            metrics.update(score_images(gt, images["final"], backbones, settings, labels=data.test.label.numpy()))
+            attributes = load_attributes(root, list(data.test.image_names))
+            metrics.update(score_images(gt, images["final"], backbones, settings, labels=data.test.label.numpy(), wnids=data.labels, attributes=attributes))
             timings["score"] = time.perf_counter() - t
             if env.images_dir and key:
                 images_dir = str(Path(env.images_dir) / key)

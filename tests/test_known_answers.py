@@ -75,3 +75,40 @@ def test_verdicts_follow_the_rule():
     assert "**recovered**" not in markdown(check_results(recs, g))
     (res,) = check_results(recs[:2], g)
     assert res["verdict"].startswith("incomplete")
+
+
+def test_leaderboard_shows_the_checks_and_links_the_stored_world_cards(tmp_path):
+    """A grid with [[checks]] gets a "Planted effect recovered?" section; each world's card kept in the
+    store (bench.world.card.keep_card) is written beside the page and linked from it."""
+    import json
+
+    from bench.leaderboard import write_leaderboard
+    from bench.world.card import CARD_JSON, keep_card
+
+    grid = tmp_path / "ka.toml"
+    grid.write_text(
+        'worlds = [{ scale = "smoke" }, { scale = "smoke", effects = { induced_class = 0 } }]\n'
+        '[axes]\nmethod = ["brainvis"]\nsubject = [4]\n'
+        '[[variants]]\nname = "full"\n[[variants]]\nname = "no_freq"\noptions = { use_freq = false }\n'
+        '[[checks]]\nname = "frequency branch"\neffect = "induced_class"\na = { variant = "full" }\nb = { variant = "no_freq" }\nmetric = "top1"\n'
+    )
+    g = load_grid(str(grid))
+    planted, null = world_pair(g, "induced_class")
+    rng = np.random.default_rng(1)
+    full = (rng.random(200) < 0.5).astype(float)
+    worse = np.where(rng.random(200) < 0.4, 0.0, full)
+    store = tmp_path / "store"
+    (store / "records").mkdir(parents=True)
+    for r in (_records(planted, "full", 0.5, full), _records(planted, "no_freq", 0.5, worse), _records(null, "full", 0.5, full), _records(null, "no_freq", 0.5, full)):
+        r.update(grid="ka", profile="mini", options={"use_freq": False} if r["variant"] == "no_freq" else {})
+        (store / "records" / f"{r['key']}.json").write_text(json.dumps(r))
+    world = tmp_path / "world"
+    world.mkdir()
+    (world / CARD_JSON).write_text(json.dumps({"world_id": planted, "label": "smoke world", "stimulus_id": "s", "command": "c", "scale": "smoke", "seed": 0,
+                                               "subjects": [4], "n_images": 1, "trials_per_subject": {"train": 1, "test": 1}, "effects": [],
+                                               "probes_per_subject": {}, "backbones": {}}))  # fmt: skip
+    keep_card(store, world, planted)
+    written = write_leaderboard(store, g, tmp_path / "out", figures=False)
+    page = written[0].read_text()
+    assert "## Planted effect recovered?" in page and "| frequency branch | induced_class |" in page and "**recovered**" in page
+    assert f"(worlds/{planted}.md)" in page and (tmp_path / "out" / "worlds" / f"{planted}.md").read_text().startswith("# World card: smoke world")

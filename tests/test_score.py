@@ -64,11 +64,11 @@ def test_full_scoring_pass_gives_every_metric(tmp_path):
 
     gt, gen = _pair(tmp_path, n=8, samples=2)
     metrics, meta = score_folders(gt, gen, untrained_mini_backbones(), ScoreSettings(n_boot=50))
-    assert set(metrics) == {"n_way_top_k", "ssim", "clip_similarity", "inception_score", "fid"}
+    assert set(metrics) == {"n_way_top_k", "ssim", "clip_similarity", "inception_score", "fid", "kid"}
     for m in metrics.values():
         assert {"value", "ci_low", "ci_high"} <= set(m)
     json.dumps(metrics)
-    assert metrics["n_way_top_k"]["n_effective"] == 40 and metrics["n_way_top_k"]["clamped"] is True
+    assert metrics["n_way_top_k"]["n_effective"] == 50 and metrics["n_way_top_k"]["clamped"] is False  # 200-concept judge: no clamping
     assert metrics["ssim"]["resolution"] == [32, 32]
     assert meta["samples_per_ground_truth"] == 2
 
@@ -86,3 +86,33 @@ def test_identical_folders_score_perfectly(tmp_path):
     assert metrics["clip_similarity"]["value"] == pytest.approx(1.0, abs=1e-5)
     assert metrics["n_way_top_k"]["value"] == pytest.approx(1.0)
     assert abs(metrics["fid"]["value"]) < 1e-3
+
+
+def test_attribute_fidelity_and_label_n_way_match_a_direct_computation():
+    """score_images adds attribute fidelity (the reader's argmax per attribute against the truth, averaged
+    over attributes and samples) and the label-based N-way (true class mapped to the 200 concepts)."""
+    from bench.backbones.mini import untrained_mini_backbones
+    from bench.metrics import n_way_top_k
+    from bench.scoring import score_images
+    from bench.world.images import ATTRIBUTES, concept_of_label
+    from brainvis.classes import WNIDS
+
+    bb = untrained_mini_backbones()
+    rng = np.random.default_rng(0)
+    n, S = 7, 2
+    gt = rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
+    gen = rng.integers(0, 256, (n, S, 32, 32, 3), dtype=np.uint8)
+    true = {a: rng.integers(0, len(v), n) for a, v in ATTRIBUTES.items()}
+    labels = rng.integers(0, 40, n)
+    s = ScoreSettings(fidelity=False)
+    m = score_images(gt, gen, bb, s, labels=labels, wnids=list(WNIDS), attributes=true)
+    probs = bb.classifier.attribute_probs(gen.reshape(n * S, 32, 32, 3))
+    hits = np.mean([(probs[a].argmax(1).numpy().reshape(n, S) == true[a][:, None]).mean(1) for a in ATTRIBUTES], axis=0)
+    af = m["attribute_fidelity"]
+    assert af["value"] == pytest.approx(hits.mean()) and af["per_trial"] == pytest.approx(hits, abs=1e-6)
+    assert af["chance"] == pytest.approx(np.mean([1 / len(v) for v in ATTRIBUTES.values()]))
+    assert af["ci_method"] == "wilson" and af["ci_low"] < af["value"] < af["ci_high"] and af["outcomes_per_trial"] == 4 * S
+    ref = np.repeat([concept_of_label(int(y)) for y in labels], S)
+    direct = n_way_top_k(bb.classifier.probs(gen.reshape(n * S, 32, 32, 3)).numpy(), ref, n=50, k=1, trials=50, seed=0)
+    assert m["n_way_top_k_label"]["value"] == pytest.approx(direct["value"]) and m["n_way_top_k_label"]["n_effective"] == 50
+    assert "attribute_fidelity" not in score_images(gt, gen, bb, s)  # a real release: no attributes, no metric

@@ -19,7 +19,10 @@ from .fid import feature_statistics, fid, fid_from_features, fid_torch_fidelity,
 from .ssim import SSIM_SETTINGS, ssim
 from .clip_similarity import clip_similarity
 from .classification import classification_metrics, macro_f1, top1, top3, top5, top_k_accuracy
-from .stats import bootstrap_ci, bootstrap_summary, independent_comparison, paired_comparison
+from .stats import bootstrap_ci, bootstrap_summary, holm, independent_comparison, paired_comparison, subject_comparison
+from .intervals import CI_METHODS, METRIC_INTERVAL, jackknife_interval, mean_interval, rate_interval, trial_interval, wilson_interval
+from .set_level import fid_with_ci, inception_score_with_ci, kid_with_ci
+from .attribute_fidelity import attribute_fidelity
 
 __all__ = [
     "METRICS", "Metric", "UnknownMetricError", "get_metric", "list_metrics", "register",
@@ -29,5 +32,8 @@ __all__ = [
     "SSIM_SETTINGS", "ssim",
     "clip_similarity",
     "classification_metrics", "macro_f1", "top1", "top3", "top5", "top_k_accuracy",
-    "bootstrap_ci", "bootstrap_summary", "independent_comparison", "paired_comparison",
+    "bootstrap_ci", "bootstrap_summary", "holm", "independent_comparison", "paired_comparison", "subject_comparison",
+    "CI_METHODS", "METRIC_INTERVAL", "jackknife_interval", "mean_interval", "rate_interval", "trial_interval", "wilson_interval",
+    "fid_with_ci", "inception_score_with_ci", "kid_with_ci",
+    "attribute_fidelity",
 ]

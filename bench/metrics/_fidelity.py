@@ -1,4 +1,5 @@
-"""Glue for torch-fidelity: an in-memory uint8 image dataset and a common call wrapper.
+"""Glue for torch-fidelity: an in-memory uint8 image dataset, a common call wrapper, and one feature
+pass through a registered extractor (the arrays :mod:`bench.metrics.set_level` scores).
 
 Imported lazily (torch-fidelity imports torchvision) by the ``*_torch_fidelity`` wrappers.
 """
@@ -51,6 +52,38 @@ def calculate(**kwargs: Any) -> dict:
     opts = {"cuda": False, "cache": False, "verbose": False, "save_cpu_ram": True}
     opts.update(kwargs)
     return torch_fidelity.calculate_metrics(**opts)
+
+
+def feature_layers(feature_extractor: str | None = None) -> dict[str, str]:
+    """The extractor's default layer per metric: ``{"isc": ..., "fid": ..., "kid": ...}``."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+    from torch_fidelity.utils import DEFAULT_FEATURE_EXTRACTOR
+
+    name = feature_extractor or DEFAULT_FEATURE_EXTRACTOR["isc"]
+    if name not in FEATURE_EXTRACTORS_REGISTRY:
+        raise ValueError(f"feature extractor {name!r} is not registered with torch-fidelity")
+    cls = FEATURE_EXTRACTORS_REGISTRY[name]
+    return {m: cls.get_default_feature_layer_for_metric(m) for m in ("isc", "fid", "kid")}
+
+
+def extract_features(
+    image_sets: list[Any], layers: list[str], *, feature_extractor: str | None = None, feature_extractor_weights_path: str | None = None,
+    batch_size: int = 64, cuda: bool = False, **kwargs: Any,
+) -> list[dict[str, np.ndarray]]:
+    """Features of each uint8 [M, 3, H, W] image set from one torch-fidelity extractor instance, exactly as
+    ``calculate_metrics`` computes them (``create_feature_extractor`` + ``get_featuresdict_from_dataset``,
+    no worker processes); float64 arrays keyed by layer."""
+    from torch_fidelity.utils import DEFAULT_FEATURE_EXTRACTOR, create_feature_extractor, get_featuresdict_from_dataset
+
+    sets = [as_uint8_images(x, name=f"image_sets[{i}]") for i, x in enumerate(image_sets)]
+    name = feature_extractor or DEFAULT_FEATURE_EXTRACTOR["isc"]
+    ext = create_feature_extractor(name, list(dict.fromkeys(layers)), cuda=cuda, verbose=False,
+                                   feature_extractor_weights_path=feature_extractor_weights_path, **kwargs)
+    out = []
+    for imgs in sets:
+        fd = get_featuresdict_from_dataset(UInt8ImageDataset(imgs), ext, batch_size, cuda, True, False)
+        out.append({k: v.detach().cpu().double().numpy() for k, v in fd.items()})
+    return out
 
 
 def version() -> str:

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .registry import register
+
 __all__ = ["attribute_fidelity"]
 
 
+@register("attribute_fidelity", higher_is_better=True,
+          description="Share of the ground truth's attributes (colour, size, position, background) a trained reader finds in its reconstruction")
 def attribute_fidelity(predicted: dict[str, np.ndarray], true: dict[str, np.ndarray], n_values: dict[str, int], samples: int = 1) -> dict:
     """``predicted[a]``: predicted value index per generated image ``[N * samples]`` (trial-major);
     ``true[a]``: true value index per trial ``[N]``. Returns value, per_trial, per_attribute and chance."""

@@ -1,4 +1,6 @@
-"""Uncertainty for benchmark numbers: bootstrap CIs over test trials and paired tests.
+"""Uncertainty for benchmark numbers: bootstrap CIs over test trials, paired tests (over trials and
+over subjects) and the Holm correction. The intervals of the metrics themselves are in
+:mod:`bench.metrics.intervals`.
 
 Unit of resampling: the test trial (one row of ``values``). A 2-D ``values`` [n_units, r]
 (e.g. r seeds or r generated images per trial) is first averaged over axis 1, so units are
@@ -20,7 +22,9 @@ from scipy import stats as sps
 
 from ._util import to_numpy
 
-__all__ = ["bootstrap_ci", "bootstrap_summary", "independent_comparison", "paired_comparison"]
+__all__ = ["bootstrap_ci", "bootstrap_summary", "holm", "independent_comparison", "paired_comparison", "subject_comparison"]
+
+EXACT_SIGN_FLIP_MAX = 13  # subjects: up to 2**13 = 8192 sign patterns are enumerated; Wilcoxon above
 
 _METHODS = ("percentile", "basic", "BCa")
 
@@ -209,3 +213,67 @@ def independent_comparison(
                            confidence_level=level, method="percentile", rng=np.random.default_rng(seed)).confidence_interval
     out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_value=float(min(1.0, res.pvalue)), degenerate=False)
     return out
+
+
+def subject_comparison(a: Any, b: Any, alternative: str = "two-sided", level: float = 0.95) -> dict:
+    """Paired comparison across subjects (MOABB's convention): ``a[s]``, ``b[s]`` are subject s's scores.
+
+    Test on the differences ``d = a - b``: the exact sign-flip permutation test of ``mean(d)``
+    (``scipy.stats.permutation_test`` over all ``2**n`` sign patterns) for n <= 13 subjects, the
+    Wilcoxon signed-rank test above. Effect size ``d_z = mean(d) / sd(d)`` (ddof 1; ``None`` when every
+    difference is equal). CI: Student t interval of ``mean(d)``.
+
+    Returns diff, ci_low, ci_high, d_z, p_value, test, n, alternative, level, differences, degenerate
+    (fewer than two subjects or all differences zero: p = 1, no CI).
+    """
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
+    x, y = _units(a, "a"), _units(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"paired inputs must have the same number of subjects, got {x.size} and {y.size}")
+    d = x - y
+    n = int(d.size)
+    exact = n <= EXACT_SIGN_FLIP_MAX
+    out = {
+        "diff": float(d.mean()), "ci_low": None, "ci_high": None, "d_z": None, "p_value": 1.0,
+        "test": f"exact sign-flip permutation test over subjects (2^{n} sign patterns)" if exact else "Wilcoxon signed-rank test over subjects",
+        "n": n, "alternative": alternative, "level": float(level), "differences": [float(v) for v in d],
+        "degenerate": bool(n < 2 or np.all(d == 0)),
+    }
+    if out["degenerate"]:
+        return out
+    sd = float(d.std(ddof=1))
+    out["d_z"] = float(d.mean() / sd) if sd > 0 else None
+    if sd > 0:
+        ci = sps.ttest_1samp(d, 0.0).confidence_interval(level)
+        out["ci_low"], out["ci_high"] = float(ci.low), float(ci.high)
+    else:
+        out["ci_low"] = out["ci_high"] = float(d[0])
+    if exact:
+        res = sps.permutation_test((d,), lambda v, axis=-1: np.mean(v, axis=axis), permutation_type="samples", vectorized=True,
+                                   n_resamples=np.inf, alternative=alternative)
+        p = float(res.pvalue)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = float(sps.wilcoxon(d, alternative=alternative).pvalue)
+    out["p_value"] = min(1.0, p) if np.isfinite(p) else 1.0
+    return out
+
+
+def holm(p_values: Any) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control), in the input order.
+
+    Sorted ascending, ``adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``; rejecting where ``adj <= alpha``
+    is Holm's procedure at level alpha.
+    """
+    p = to_numpy(p_values, name="p_values").astype(np.float64).ravel()
+    if p.size and (not np.isfinite(p).all() or p.min() < 0 or p.max() > 1):
+        raise ValueError("p_values must lie in [0, 1]")
+    m = p.size
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(np.argsort(p, kind="stable")):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adj[i] = running
+    return [float(v) for v in adj]

@@ -25,7 +25,7 @@ from brainvis.data import SPLIT_FILES, DataConfig, load_release, load_split_data
 from brainvis.errors import UserError
 from bench.paths import MINI_MANIFEST, MINI_WEIGHTS_DIR
 from bench.world import eeg as sim
-from bench.world.images import ATTRIBUTES, caption, render, sample_specs
+from bench.world.images import ATTRIBUTES, ATTRIBUTES_FILE, caption, render, sample_specs
 from bench.world.probe import band_log_power, band_powers, binned_means, probe_accuracy, ridge_accuracy, trial_means
 from bench.world.card import CARD_MD, write_card
 from bench.world.spec import WorldSpec
@@ -172,7 +172,7 @@ def build_world(
             path.parent.mkdir(parents=True, exist_ok=True)
             render(s, spec.image_side).save(path, quality=95)
         (tmp / "captions.json").write_text(json.dumps({s.name: caption(s) for s in specs}, indent=1, sort_keys=True))
-        (tmp / "attributes.json").write_text(json.dumps({s.name: s.to_dict() for s in specs}, indent=1, sort_keys=True))
+        (tmp / ATTRIBUTES_FILE).write_text(json.dumps({s.name: s.to_dict() for s in specs}, indent=1, sort_keys=True))
         timings["images"] = time.perf_counter() - t0
         say(f"rendered {len(specs)} images")
 
@@ -282,7 +282,7 @@ def probe_subject(root: str | Path, subject: int) -> dict:
     root = Path(root)
     with threadpool_limits(1):
         filt = load_release(root / EEG_FILE, check_finite=False)
-        attrs = json.loads((root / "attributes.json").read_text()) if (root / "attributes.json").is_file() else None
+        attrs = json.loads((root / ATTRIBUTES_FILE).read_text()) if (root / ATTRIBUTES_FILE).is_file() else None
         d = load_split_data(DataConfig(root=str(root), subject=subject), release=filt)
         ytr, yte = d.train.label.numpy(), d.test.label.numpy()
         erp_tr, erp_te = binned_means(d.train.eeg), binned_means(d.test.eeg)

@@ -11,6 +11,7 @@ from bench.world.effects import EFFECTS
 
 CARD_MD = "world_card.md"
 CARD_JSON = "world_card.json"
+STORE_CARDS = "worlds"  # a store keeps the card of every world its records ran on: <store>/worlds/<world id>.json
 
 # Which of the world's own probes shows each effect (probe key in world_report.json, description).
 EFFECT_PROBES = {
@@ -105,3 +106,26 @@ def write_card(world: str | Path) -> Path:
     (world / CARD_JSON).write_text(json.dumps(card, indent=1))
     (world / CARD_MD).write_text(card_markdown(card))
     return world / CARD_MD
+
+
+def keep_card(store_root: str | Path, world: str | Path, world_id: str) -> Path | None:
+    """Copy a world's card into the store (so its leaderboards can show it without the world folder)."""
+    src = Path(world) / CARD_JSON
+    if not src.is_file():
+        return None
+    dst = Path(store_root) / STORE_CARDS / f"{world_id}.json"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    text = src.read_text()
+    if not dst.is_file() or dst.read_text() != text:
+        dst.write_text(text)
+    return dst
+
+
+def stored_cards(store_root: str | Path, world_ids: list[str]) -> dict[str, dict]:
+    """The stored cards of those worlds that have one (world id -> card)."""
+    out = {}
+    for wid in world_ids:
+        p = Path(store_root) / STORE_CARDS / f"{wid}.json"
+        if p.is_file():
+            out[wid] = json.loads(p.read_text())
+    return out

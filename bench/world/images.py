@@ -13,8 +13,10 @@ draws 50 of ImageNet's 1,000 (:func:`concept_of_label` maps an EEG label into th
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -238,3 +240,19 @@ def sample_specs(images_per_class: int, rng: np.random.Generator) -> list[ImageS
                 )
             )
     return specs
+
+
+ATTRIBUTES_FILE = "attributes.json"  # a synthetic world's image specs, by image name (real releases have none)
+
+
+def load_attributes(root: str | Path, names: list[str]) -> dict[str, np.ndarray] | None:
+    """The value index (``ATTRIBUTES`` order) of each attribute of each named image, from a synthetic
+    world's ``attributes.json``; None where the dataset has no such file (a real release)."""
+    path = Path(root) / ATTRIBUTES_FILE
+    if not path.is_file():
+        return None
+    specs = json.loads(path.read_text())
+    missing = [n for n in names if n not in specs]
+    if missing:
+        raise ValueError(f"{path}: no attributes for {len(missing)} image(s), e.g. {missing[0]}")
+    return {a: np.array([values.index(specs[n][a]) for n in names]) for a, values in ATTRIBUTES.items()}
