@@ -184,6 +184,7 @@ def run_command(
     retry_failed: bool = False,
     backbones_dir: Path | None = None,
     live: bool | None = None,
+    include: list[str] | None = None,
 ) -> int:
     """`bench run`: every check that needs no data first (grid values, methods, cluster address,
     store folder), then per dataset: build or validate it, lock the store, run, audit, leaderboard."""
@@ -194,7 +195,8 @@ def run_command(
 
     base = load_grid(grid, check=False)
     g = base.with_overrides(methods=methods, subjects=subjects, seeds=seeds, profile=profile)
-    check_all(g)  # values + methods, before any data or store is touched
+    plugins = plugin_refs(g, include)
+    check_all(g)  # values + methods (plugins' too), before any data or store is touched
     if address:
         from bench.runner import check_address
 
@@ -206,7 +208,7 @@ def run_command(
     log = LineLog(err_console, heartbeat=not err_console.is_terminal)
     say = log.say if not err_console.is_terminal else (lambda m: err_console.print(m, highlight=False))
     run = dict(base=base, store=store, max_concurrent=max_concurrent, gpus_per_trial=gpus_per_trial, address=address,
-               retry_failed=retry_failed, backbones_dir=backbones_dir, live=live, log=log, say=say)  # fmt: skip
+               retry_failed=retry_failed, backbones_dir=backbones_dir, live=live, log=log, say=say, plugins=plugins)  # fmt: skip
     # The whole command's peak (world build and backbone check included), printed with each summary.
     with log, PeakMemory() as memory:
         if g.worlds and data is None:
@@ -234,7 +236,18 @@ def resolve_world(world: dict, *, say: Callable[[str], None] = lambda m: None) -
     return out.absolute(), spec.world_id
 
 
-def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, log, say, memory=None, world: dict | None = None) -> int:
+def plugin_refs(g, include: list[str] | None) -> tuple[str, ...]:
+    """The run's plugin references (the grid's ``include``, relative to its file, then ``--include``),
+    normalised and imported here, so planning knows their methods; actors import them again."""
+    from bench.plugins import load_plugins, normalise
+
+    base = Path(g.source).parent if g.source and Path(g.source).is_file() else Path.cwd()
+    refs = tuple(dict.fromkeys([normalise(r, base) for r in g.include] + [normalise(r, Path.cwd()) for r in include or []]))
+    load_plugins(refs)
+    return refs
+
+
+def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, log, say, memory=None, world: dict | None = None, plugins: tuple[str, ...] = ()) -> int:
     root, dataset_id = data
     from bench.datacheck import validate_dataset
     from bench.grid import check_subjects, expand_trials
@@ -254,10 +267,11 @@ def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concur
         data_root=str(root),
         dataset_id=dataset_id,
         profile=load_profile(str(g.profile)),
-        backbones="none" if not g.generate else "paper" if g.profile == "paper" else "mini",
+        backbones="none" if not g.world_generates(world) else "paper" if g.profile == "paper" else "mini",
         backbones_dir=str(Path(backbones_dir).expanduser().absolute()) if backbones_dir else None,
         images_dir=str(st.root / "images"),
         cache_dir=str(cache_dir()),  # explicit: workers on other nodes do not share this environment
+        plugins=tuple(plugins),
     )
     trials = expand_trials(g, world=world)
     live = err_console.is_terminal if live is None else live
@@ -363,6 +377,7 @@ def register(app: typer.Typer) -> None:
         address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (from `ray start --head`); default: a local instance. A token in ~/.ray/auth_token turns on RAY_AUTH_MODE=token unless it is set."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run trials whose stored record is 'failed'."),
         backbones_dir: Optional[Path] = typer.Option(None, "--backbones-dir", help="Mini weights folder, or the paper backbone config (.toml)."),
+        include: Optional[List[str]] = typer.Option(None, "--include", help="Plugin: a folder of .py files, a .py file, or a module (mypkg.methods[:MyMethod]) that registers methods or metrics; repeatable. Every trial actor imports it."),
     ) -> int:
         """Run a grid of trials on Ray Tune; finished trials (status ok) are skipped on rerun."""
         return run_command(
@@ -370,6 +385,7 @@ def register(app: typer.Typer) -> None:
             subjects=parse_multi(subjects, int, "subjects"), seeds=parse_multi(seeds, int, "seeds"),
             methods=parse_multi(methods, str, "methods"), max_concurrent=max_concurrent,
             gpus_per_trial=gpus_per_trial, address=address, retry_failed=retry_failed, backbones_dir=backbones_dir,
+            include=include,
         )  # fmt: skip
 
     @grid_app.command("list")

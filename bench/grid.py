@@ -20,7 +20,8 @@ A grid file::
     w = [0.0, 0.5]                            # optional; this variant's own w axis
 
     worlds = [{ scale = "mini" },             # optional: synthetic worlds to run on in turn (no --data)
-              { scale = "mini", effects = { induced_class = 0 }, variants = ["full", "no_freq"], raw_file = false }]
+              { scale = "mini", effects = { induced_class = 0 }, variants = ["full", "no_freq"], raw_file = false,
+                generate = false }]                 # a world's generate overrides the grid's (here: classification only)
 
     [[checks]]                                # optional known-answer checks (bench.known_answers)
     name = "frequency branch"
@@ -55,8 +56,8 @@ from brainvis.errors import UserError
 
 PROFILES = ("mini", "paper")
 NO_W = 0.5  # the w value trials of methods without a w axis get
-TOP_KEYS = {"description", "note", "profile", "axes", "variants", "worlds", "generate", "checks"}
-WORLD_KEYS = {"scale", "seed", "block_drift", "effects", "raw_file", "variants", "name"}
+TOP_KEYS = {"description", "note", "profile", "axes", "variants", "worlds", "generate", "checks", "include"}
+WORLD_KEYS = {"scale", "seed", "block_drift", "effects", "raw_file", "variants", "name", "generate"}
 AXIS_KEYS = {"method", "subject", "fraction", "w", "seed", "profile"}
 VARIANT_KEYS = {"name", "options", "methods", "w"}
 CHECK_KEYS = {"name", "effect", "a", "b", "metric", "expect"}
@@ -94,6 +95,11 @@ class Grid:
     worlds: tuple[dict, ...] = ()  # synthetic worlds to run on in turn (used when no --data is given)
     generate: bool = True  # False: classification only (no backbones, no images)
     checks: tuple[dict, ...] = ()  # known-answer checks (see bench.known_answers)
+    include: tuple[str, ...] = ()  # plugin references (bench.plugins), folders and files relative to the grid file
+
+    def world_generates(self, world: dict | None) -> bool:
+        """Whether trials on ``world`` generate images (a world's ``generate`` overrides the grid's)."""
+        return bool((world or {}).get("generate", self.generate))
 
     def world_variants(self, world: dict | None) -> tuple[str, ...] | None:
         """The variants that run on ``world`` (None: all)."""
@@ -258,6 +264,8 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
                 parse_effects(w["effects"])
             except UserError as exc:
                 problems.append(f"worlds[{i}]: {exc}")
+        if not isinstance(w.get("generate", True), bool):
+            problems.append(f"worlds[{i}]: generate must be true or false")
         wv = w.get("variants")
         if wv is not None and (not isinstance(wv, list) or any(x not in seen for x in wv)):
             problems.append(f"worlds[{i}]: variants must list variants of the grid ({', '.join(sorted(seen)) or 'none defined'})")
@@ -284,6 +292,10 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
     generate = data.get("generate", True)
     if not isinstance(generate, bool):
         problems.append("generate must be true or false")
+    include = data.get("include", [])
+    if not isinstance(include, list) or not all(isinstance(x, str) and x.strip() for x in include):
+        problems.append('include must be a list of plugin references, e.g. include = ["my_methods/", "mypkg.methods"]')
+        include = []
     desc = data.get("description", "")
     note = data.get("note", "")
     for key, val in (("description", desc), ("note", note)):
@@ -306,6 +318,7 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
         worlds=tuple(dict(w) for w in worlds),
         generate=bool(generate),
         checks=tuple(dict(c) for c in checks),
+        include=tuple(include),
     )
 
 

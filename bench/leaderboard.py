@@ -675,12 +675,22 @@ def records_of_grid(records: list[dict], grid: "str | Grid") -> list[dict]:
     def generates(r: dict) -> bool:
         return _config(r).get("backbones", "mini") != "none"
 
+    generate_of = {}  # world id -> whether the grid generates on it (a world's own `generate` setting)
+    if g.worlds:
+        from bench.world.spec import spec_of_world
+
+        for w in g.worlds:
+            try:
+                generate_of[spec_of_world(w).world_id] = g.world_generates(w)
+            except Exception:  # noqa: BLE001 - a bad world entry: `bench run` reports it
+                continue
+
     def in_scope(r: dict) -> bool:
         if not tagged:
             return True
         return (not g.worlds or _config(r).get("dataset_id") in worlds) and r["subject"] in subjects and r["seed"] in seeds
 
-    return [r for r in records if ident(r) in wanted and generates(r) == g.generate and in_scope(r)]
+    return [r for r in records if ident(r) in wanted and generates(r) == generate_of.get(_config(r).get("dataset_id"), g.generate) and in_scope(r)]
 
 
 def write_leaderboard(store: str | Path, grid: "str | Grid", out_dir: str | Path = "leaderboards", fmt: str = "md", *, data_root: str | Path | None = None, figures: bool = True) -> list[Path]:

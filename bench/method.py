@@ -139,6 +139,10 @@ def register_method(cls: type[Method]) -> type[Method]:
 def get_method(name: str) -> type[Method]:
     _load_builtin_methods()
     if name not in METHODS:
+        from bench.plugins import load_entry_points
+
+        load_entry_points()  # installed packages' plugins (entry-point group brainvis_bench.plugins)
+    if name not in METHODS:
         raise UserError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
     return METHODS[name]
 

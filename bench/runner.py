@@ -12,6 +12,7 @@ the run; failed keys are re-run only with ``retry_failed``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -163,9 +164,9 @@ def _trainable(config: dict) -> None:
     if config.get("home"):
         os.environ["HOME"] = config["home"]  # the user's, not the one the local Ray instance got
     torch.set_num_threads(1)
-    env = RunEnv(**config["env"])
+    env = RunEnv(**{**config["env"], "plugins": tuple(config["env"].get("plugins", ()))})
     if env.device == "cuda" and not torch.cuda.is_available():
-        env = RunEnv(**{**config["env"], "device": "cpu"})
+        env = dataclasses.replace(env, device="cpu")
     try:
         node = ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001 - informational only

@@ -17,6 +17,7 @@ from PIL import Image
 
 from bench.captions import cached_captions, caption_cache_file
 from bench.method import FitContext, TrialSpec, UnlabelledPool, get_method
+from bench.plugins import load_plugins
 from bench.training import SharedWork
 from bench.paths import cache_dir
 from bench.scoring import ScoreSettings, score_classification, score_images
@@ -40,6 +41,7 @@ class RunEnv:
     fraction_seed: int = 0
     device: str = "cpu"
     cache_dir: str | None = None  # shared work (captions); default: bench.paths.cache_dir()
+    plugins: tuple[str, ...] = ()  # plugin references (bench.plugins) every actor imports before its method
 
 
 @lru_cache(maxsize=2)
@@ -137,6 +139,7 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
         DataConfig(root=str(root), subject=spec.subject, fraction=spec.fraction, fraction_seed=env.fraction_seed, split_mode=env.split_mode),
         release=release,
     )
+    load_plugins(env.plugins)
     method_cls = get_method(spec.method)
     backbones = _backbones(env.backbones, env.backbones_dir, stimulus_id(root) if env.backbones == "mini" else None) if method_cls.needs_generator else None
     timings["load"] = time.perf_counter() - t

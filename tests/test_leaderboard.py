@@ -119,6 +119,18 @@ def test_committed_leaderboards_regenerate_byte_identically(tmp_path):
     for grid in grids:
         out = write_leaderboard(store, grid, tmp_path, figures=False)[0]
         assert out.read_text() == (root / f"{grid}.md").read_text(), grid
+    from bench.leaderboard import METRIC_INTERVAL, _present_metrics, build_table, records_of_grid
+
+    for grid in grids:  # every shown interval contains its value; no rate interval has zero width
+        recs = [r for r in records_of_grid(load_records(store), grid) if r.get("status") == "ok"]
+        metrics = _present_metrics(recs)
+        for key, cells in build_table(recs, metrics)[1].items():
+            for m, c in cells.items():
+                if c is None or c["lo"] is None:
+                    continue
+                assert c["lo"] - 1e-12 <= c["value"] <= c["hi"] + 1e-12, (grid, key, m, c)
+                if METRIC_INTERVAL.get(m) == "wilson":
+                    assert c["hi"] > c["lo"], (grid, key, m, c)
     text = (root / "data_scaling.md").read_text()
     for method in ("brainvis", "dreamdiffusion", "lstm", "channelnet", "eegnet", "shallowconvnet"):
         for fraction in ("0.05", "0.1", "0.25", "0.5", "1"):
