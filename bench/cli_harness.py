@@ -417,6 +417,7 @@ def register(app: typer.Typer) -> None:
         g = load_grid(name, check=False).with_overrides(
             subjects=parse_multi(subjects, int, "subjects"), seeds=parse_multi(seeds, int, "seeds"), methods=parse_multi(methods, str, "methods")
         )
+        plugin_refs(g, None)  # the grid's own plugins register their methods
         check_values(g)
         axes = Table(title=f"grid {g.name} ({g.source})", show_header=True)
         axes.add_column("axis")

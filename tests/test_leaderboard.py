@@ -107,34 +107,33 @@ def test_compare_never_pairs_trials_of_two_datasets(tmp_path):
 
 
 def test_committed_leaderboards_regenerate_byte_identically(tmp_path):
-    """`bench leaderboard --store leaderboards/records` reproduces every committed markdown file."""
+    """`bench leaderboard --store <folder>/records` reproduces every committed markdown file (and world
+    card) of leaderboards/ (the default world) and leaderboards/v1/ (the previous world's grids)."""
     from pathlib import Path
 
-    from bench.leaderboard import load_records
+    from bench.leaderboard import METRIC_INTERVAL, _present_metrics, build_table, load_records, records_of_grid
 
     root = Path(__file__).resolve().parent.parent / "leaderboards"
-    store = root / "records"
-    grids = sorted({r["grid"] for r in load_records(store)})
-    assert "data_scaling" in grids
-    for grid in grids:
-        out = write_leaderboard(store, grid, tmp_path, figures=False)[0]
-        assert out.read_text() == (root / f"{grid}.md").read_text(), grid
-    from bench.leaderboard import METRIC_INTERVAL, _present_metrics, build_table, records_of_grid
-
-    for grid in grids:  # every shown interval contains its value; no rate interval has zero width
-        recs = [r for r in records_of_grid(load_records(store), grid) if r.get("status") == "ok"]
-        metrics = _present_metrics(recs)
-        for key, cells in build_table(recs, metrics)[1].items():
-            for m, c in cells.items():
-                if c is None or c["lo"] is None:
-                    continue
-                assert c["lo"] - 1e-12 <= c["value"] <= c["hi"] + 1e-12, (grid, key, m, c)
-                if METRIC_INTERVAL.get(m) == "wilson":
-                    assert c["hi"] > c["lo"], (grid, key, m, c)
-    text = (root / "data_scaling.md").read_text()
-    for method in ("brainvis", "dreamdiffusion", "lstm", "channelnet", "eegnet", "shallowconvnet"):
-        for fraction in ("0.05", "0.1", "0.25", "0.5", "1"):
-            assert f"| {method} | {fraction} |" in text
+    for folder in (root, root / "v1"):
+        store = folder / "records"
+        grids = sorted({r["grid"] for r in load_records(store)})
+        assert "data_scaling" in grids, folder
+        out_dir = tmp_path / folder.name
+        for grid in grids:
+            written = write_leaderboard(store, grid, out_dir, figures=False)
+            for path in written:
+                assert path.read_text() == (folder / path.relative_to(out_dir)).read_text(), (folder, grid, path.name)
+            recs = [r for r in records_of_grid(load_records(store), grid) if r.get("status") == "ok"]
+            for key, cells in build_table(recs, _present_metrics(recs))[1].items():  # every shown interval contains its value
+                for m, c in cells.items():
+                    if c is None or c["lo"] is None:
+                        continue
+                    assert c["lo"] - 1e-12 <= c["value"] <= c["hi"] + 1e-12, (folder, grid, key, m, c)
+                    if METRIC_INTERVAL.get(m) == "wilson":  # and no rate interval has zero width
+                        assert c["hi"] > c["lo"], (folder, grid, key, m, c)
+        text = (folder / "data_scaling.md").read_text()
+        for method in ("brainvis", "dreamdiffusion", "lstm", "channelnet", "eegnet", "shallowconvnet"):
+            assert f"| {method} | 1 |" in text, (folder, method)
 
 
 def test_leakage_leaderboard_names_the_worlds_and_compares_them(tmp_path):
