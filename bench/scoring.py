@@ -31,7 +31,7 @@ class ScoreSettings:
     k: int = 1
     trials: int = 50
     seed: int = 0
-    n_boot: int = 1000  # accepted from profiles; the metric intervals no longer resample (Wilson, t, jackknife)
+    n_boot: int = 1000  # read from older profiles and records; the metric intervals do not resample (Wilson, t, jackknife)
     fidelity: bool = True  # IS, FID and KID (torch-fidelity)
     is_splits: int = 1  # Inception Score splits: a protocol setting, never derived from the set size
 

@@ -52,14 +52,14 @@ def test_shipped_grid_axes():
     assert {"brainvis", "chance", "lstm"} <= set(smoke.methods)
     assert smoke.subjects == (1,) and smoke.fractions == (1.0,) and smoke.seeds == (0,)
     ds = load_grid("data_scaling")
-    assert ds.fractions == (0.05, 0.1, 0.25, 0.5, 1.0) and ds.subjects == (4,)
+    assert ds.fractions == (0.1, 0.25, 0.5, 1.0) and ds.subjects == (4,)
     assert set(ds.methods) == PAPER_METHODS  # every method
     trials = expand(ds, uses_w=keep_w)
     # methods that train on EEG run at every fraction; reference rows (no EEG training) once
     from bench.grid import registry_uses_fraction
 
     trained = [m for m in ds.methods if registry_uses_fraction(m)]
-    assert len(trained) == 6 and len(trials) == 6 * 5 + (len(ds.methods) - 6)
+    assert len(trained) == 6 and len(trials) == 6 * 4 + (len(ds.methods) - 6)
     assert {t.fraction for t in trials if t.method == "oracle_label"} == {1.0}
     interp = load_grid("interpolation")
     assert interp.ws == (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -192,7 +192,7 @@ def test_grid_by_name_or_path(tmp_path):
 def test_overrides(tmp_path):
     g = load_grid("data_scaling").with_overrides(subjects=[1, 2, 3], seeds=[0, 1], methods=["noop"], profile="paper")
     assert g.subjects == (1, 2, 3) and g.seeds == (0, 1) and g.methods == ("noop",) and g.profile == "paper"
-    assert len(expand(g)) == 3 * 2 * 5
+    assert len(expand(g)) == 3 * 2 * 4  # subjects x seeds x fractions
 
 
 def test_parse_multi():

@@ -13,6 +13,7 @@ from bench.metrics import METRICS, Metric, UnknownMetricError, get_metric, list_
 REQUIRED = {
     "n_way_top_k": True, "n_way_top_k_label": True, "inception_score": True, "fid": False, "ssim": True,
     "clip_similarity": True, "top1": True, "top3": True, "top5": True, "macro_f1": True,
+    "kid": False, "attribute_fidelity": True, "inception_score_ci": True, "fid_ci": False,
 }
 
 
@@ -69,6 +70,10 @@ def test_every_registered_metric_returns_json_safe_value():
         "clip_similarity": ((rng.normal(size=(M, 8)), rng.normal(size=(M, 8))), {}),
         "top1": ((probs, ref), {}), "top3": ((probs, ref), {}), "top5": ((probs, ref), {}),
         "macro_f1": ((probs, ref), {}),
+        "inception_score_ci": ((rng.normal(size=(M, C)),), {}),
+        "fid_ci": ((rng.normal(size=(30, 4)), rng.normal(size=(20, 4)), np.arange(30) % 20, np.arange(20)), {}),
+        "kid": ((rng.normal(size=(20, 4)), rng.normal(size=(20, 4))), {}),
+        "attribute_fidelity": (({"colour": rng.integers(0, 6, M)}, {"colour": rng.integers(0, 6, M)}, {"colour": 6}), {}),
     }
     for name in list_metrics():
         if name.startswith("_"):

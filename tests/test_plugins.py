@@ -84,3 +84,15 @@ def test_include_on_the_command_line_and_module_references(plugin_dir, smoke_wor
         load_plugins(["no_such_module_xyz"])
     assert main(["run", "--grid", str(grid), "--data", str(smoke_world[0]), "--store", str(tmp_path / "t"), "--include", "./nowhere/"]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_run_benchmark_returns_the_grid_as_a_table(plugin_dir, smoke_world, tmp_path):
+    """The library entry point: the same run as `bench run`, results as a DataFrame (one row per trial)."""
+    import bench
+
+    grid = tmp_path / "lib.toml"
+    grid.write_text('generate = false\n[axes]\nmethod = ["my_centroids", "chance"]\nsubject = [1]\n')
+    df = bench.run_benchmark(grid, data=smoke_world[0], store=tmp_path / "store", include=[str(plugin_dir)])
+    assert sorted(df["method"]) == ["chance", "my_centroids"] and set(df["status"]) == {"ok"}
+    stored = {json.loads(p.read_text())["method"]: json.loads(p.read_text())["metrics"]["top1"]["value"] for p in (tmp_path / "store" / "records").glob("*.json")}
+    assert dict(zip(df["method"], df["metric.top1"])) == pytest.approx(stored)
