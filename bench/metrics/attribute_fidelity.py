@@ -36,7 +36,7 @@ def attribute_fidelity(predicted: dict[str, np.ndarray], true: dict[str, np.ndar
     per_trial = np.mean(hits, axis=0)
     return {
         "value": float(per_trial.mean()),
-        "per_trial": per_trial,
+        "per_trial": [float(v) for v in per_trial],
         "per_attribute": per_attribute,
         "chance": float(np.mean([1.0 / n_values[a] for a in names])),
         "attributes": names,
