@@ -109,6 +109,16 @@ def _mean_diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.mean(x - y, axis=axis)
 
 
+def _paired_units(a: Any, b: Any, alternative: str, unit: str) -> tuple[np.ndarray, np.ndarray]:
+    """The two sides' values per paired unit, after checking the alternative and that they pair up."""
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
+    x, y = _units(a, "a"), _units(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"paired inputs must have the same number of {unit}, got {x.size} and {y.size}")
+    return x, y
+
+
 def paired_comparison(
     a: Any,
     b: Any,
@@ -130,11 +140,7 @@ def paired_comparison(
     seed, level, degenerate. Degenerate cases (n == 1 or all differences zero): diff as computed,
     zero-width CI, both p-values 1.0, ``degenerate: true``.
     """
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
-    x, y = _units(a, "a"), _units(b, "b")
-    if x.shape != y.shape:
-        raise ValueError(f"paired inputs must have the same number of units, got {x.size} and {y.size}")
+    x, y = _paired_units(a, b, alternative, "units")
     d = x - y
     diff = float(d.mean())
     degenerate = d.size < 2 or bool(np.all(d == d[0]) and d[0] == 0)
@@ -226,11 +232,7 @@ def subject_comparison(a: Any, b: Any, alternative: str = "two-sided", level: fl
     Returns diff, ci_low, ci_high, d_z, p_value, test, n, alternative, level, differences, degenerate
     (fewer than two subjects or all differences zero: p = 1, no CI).
     """
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
-    x, y = _units(a, "a"), _units(b, "b")
-    if x.shape != y.shape:
-        raise ValueError(f"paired inputs must have the same number of subjects, got {x.size} and {y.size}")
+    x, y = _paired_units(a, b, alternative, "subjects")
     d = x - y
     n = int(d.size)
     exact = n <= EXACT_SIGN_FLIP_MAX
