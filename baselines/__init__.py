@@ -16,4 +16,3 @@ from baselines import braindecode_models, channelnet, dreamdiffusion, lstm, refe
 
 CLASSIFY_THEN_DRAW = ("lstm", "channelnet", "eegnet", "shallowconvnet")
 REFERENCE_ROWS = ("oracle_caption", "oracle_label", "brainvis_stage2_true", "brainvis_stage2_random")
-ALL = (*CLASSIFY_THEN_DRAW, "dreamdiffusion", *REFERENCE_ROWS)

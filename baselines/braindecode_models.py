@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from baselines.common import ClassifyThenDraw, Decimate, decimated_length, resolve_config
-from bench.method import register_method
+from bench.methods.base import register_method
 
 
 class BraindecodeBaseline(ClassifyThenDraw):

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from baselines.common import ClassifyThenDraw
-from bench.method import register_method
+from bench.methods.base import register_method
 
 
 class PreActConv(nn.Sequential):

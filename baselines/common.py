@@ -6,9 +6,9 @@ Every EEG model of this package follows braindecode's uniform constructor conven
     model(x [B, n_chans, n_times]) -> logits [B, n_outputs]
 
 A classify-then-draw baseline (:class:`ClassifyThenDraw`) trains such a model with cross-entropy
-(``bench.training.train_classifier``: the state with the best *validation* accuracy is kept),
+(``bench.methods.training.train_classifier``: the state with the best *validation* accuracy is kept),
 predicts a class per test trial and draws the predicted class prompt with the generator
-(``bench.generation.generate_from_prompts``), as Brain2Image-style pipelines do.
+(``bench.methods.generation.generate_from_prompts``), as Brain2Image-style pipelines do.
 
 Hyperparameters come from the method's profile section (``bench/profiles/*.toml``), then from the
 trial options; unknown keys are errors (a typo must not silently fall back to a default).
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.method import FitContext, Method, Predictions
-from brainvis.data import TrialSet
+from bench.methods.base import FitContext, Method, Predictions
+from bench.data.eegcvpr40 import TrialSet
 
 # Training protocol of the dataset authors' classification script (perceivelab/eeg_visual_classification,
 # eeg_signal_classification.py): Adam, lr 1e-3, batch 16, 200 epochs, no decay with Adam.
@@ -125,7 +125,7 @@ class ClassifyThenDraw(Method):
         return nn.Sequential(Decimate(k), model) if k > 1 else model
 
     def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:
-        from bench.training import train_classifier
+        from bench.methods.training import train_classifier
 
         cfg = self.config(ctx.profile, dict(ctx.spec.options))
         self.cfg, self.device = cfg, ctx.device or "cpu"
@@ -150,7 +150,7 @@ class ClassifyThenDraw(Method):
         return Predictions(logits=logits)
 
     def generate(self, preds: Predictions, ctx: FitContext, *, seed: int) -> dict[str, np.ndarray]:
-        from bench.generation import generate_from_prompts
+        from bench.methods.generation import generate_from_prompts
 
         prompts = class_prompts_of(preds.logits, ctx.class_prompts)
         preds.extra["prompts"] = prompts

@@ -18,7 +18,7 @@ Deviations here (recorded in the profiles as well):
 - **No diffusion loss.** Back-propagating through the generator's UNet is not affordable on CPU and
   the generator stays frozen (no cross-attention tuning). In its place the conditioning sequence is
   regressed onto the generator-side text encoding of the seen image's *caption*
-  (``alignment_loss`` with caption weight 1: ``1 - cos`` over the flattened sequence, ``+ MSE`` when
+  (``1 - cos`` over the flattened token sequence, ``+ MSE`` when
   ``use_mse``), i.e. towards a conditioning that the frozen generator is known to render as that
   image. The CLIP-image term is kept as published. ``loss = token_weight * token_loss +
   clip_weight * clip_loss``.
@@ -48,9 +48,9 @@ from PIL import Image
 from torch import nn
 
 from baselines.common import batched, n_params, resolve_config
-from bench.method import FitContext, Method, Predictions, StageClock, register_method
-from bench.training import stage_report
-from brainvis.data import TrialSet, image_path
+from bench.methods.base import FitContext, Method, Predictions, StageClock, register_method
+from bench.methods.training import stage_report
+from bench.data.eegcvpr40 import TrialSet, image_path
 
 DEFAULTS: dict[str, Any] = {
     # MAE (masked signal modeling); official Config_MBM_EEG / Config_Generative_Model
@@ -276,11 +276,12 @@ class DreamDiffusion(Method):
         return tok[pos].detach().cpu().float(), img[pos].detach().cpu().float()
 
     def _losses(self, x: torch.Tensor, tok: torch.Tensor, img: torch.Tensor) -> dict[str, torch.Tensor]:
-        from brainvis.models import alignment_loss
-
         cond, clip = self.head(self.mae.encode(x))
         clip_loss = 1.0 - F.cosine_similarity(clip, img, dim=-1).mean()
-        token_loss = alignment_loss(cond, tok, tok, 1.0, use_mse=bool(self.cfg["use_mse"]))["loss"]
+        # 1 - cos between flattened [T * W] token sequences (+ element-wise MSE)
+        token_loss = 1.0 - F.cosine_similarity(cond.flatten(1), tok.flatten(1), dim=1).mean()
+        if self.cfg["use_mse"]:
+            token_loss = token_loss + F.mse_loss(cond, tok)
         loss = self.cfg["clip_weight"] * clip_loss + self.cfg["token_weight"] * token_loss
         return {"loss": loss, "clip": clip_loss.detach(), "token": token_loss.detach()}
 
@@ -328,7 +329,7 @@ class DreamDiffusion(Method):
         return batched(lambda x: self.mae.encode(x).mean(1), eeg)
 
     def _probe(self, train: TrialSet, val: TrialSet, g: torch.Generator) -> dict:
-        from bench.training import train_classifier
+        from bench.methods.training import train_classifier
 
         cfg = self.cfg
         f_train = self.features(train.eeg)
@@ -355,7 +356,7 @@ class DreamDiffusion(Method):
         return Predictions(logits=logits, cond=cond)
 
     def generate(self, preds: Predictions, ctx: FitContext, *, seed: int) -> dict[str, np.ndarray]:
-        from bench.generation import settings, txt2img_samples
+        from bench.methods.generation import settings, txt2img_samples
 
         if preds.cond is None:
             raise ValueError("dreamdiffusion: no conditioning (fit ran without backbones, so the alignment stage was skipped)")

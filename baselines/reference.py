@@ -4,9 +4,9 @@
   time, on the test image itself) as the prompt: the ceiling of "EEG -> text -> generator" pipelines.
 - ``oracle_label``: the true class prompt (the ceiling of classify-then-draw pipelines).
 - ``brainvis_stage2_true`` / ``brainvis_stage2_random``: BrainVis' stage 2 on its own (class-prompt
-  generation, through ``bench.generation.cascade(stage1=False)``) driven by the true class / by a
+  generation, through ``bench.methods.generation.cascade(stage1=False)``) driven by the true class / by a
   uniformly random class. With BrainVis itself run with ``stage1=False`` (the "pred" row) they show
-  how much of N-way Top-K is classification. ``chance`` (bench/methods_builtin.py) is the chance row.
+  how much of N-way Top-K is classification. ``chance`` (bench/methods/harness_tests.py) is the chance row.
 
 Reference rows get no EEG. They set ``reference = True`` and the harness calls
 ``predict_reference(test_labels, test_image_names)`` instead of ``predict(eeg)``; plain ``predict``
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.method import FitContext, Method, Predictions, register_method
-from brainvis.data import TrialSet
+from bench.methods.base import FitContext, Method, Predictions, register_method
+from bench.data.eegcvpr40 import TrialSet
 
 
 class ReferenceRow(Method):
@@ -74,7 +74,7 @@ class OracleLabel(ReferenceRow):
     source = "- (reference row; REFERENCE.md §3)"
 
     def generate(self, preds: Predictions, ctx: FitContext, *, seed: int) -> dict[str, np.ndarray]:
-        from bench.generation import settings, txt2img_samples
+        from bench.methods.generation import settings, txt2img_samples
 
         s = settings(ctx)
         preds.cond = self._cond(preds.extra["prompts"], ctx)
@@ -88,8 +88,8 @@ class OracleCaption(ReferenceRow):
     source = "- (reference row; REFERENCE.md §3)"
 
     def generate(self, preds: Predictions, ctx: FitContext, *, seed: int) -> dict[str, np.ndarray]:
-        from bench.generation import settings, txt2img_samples
-        from brainvis.data import image_path
+        from bench.methods.generation import settings, txt2img_samples
+        from bench.data.eegcvpr40 import image_path
         from PIL import Image
 
         names = preds.extra["image_names"]
@@ -108,7 +108,7 @@ class OracleCaption(ReferenceRow):
 
 class BrainVisStage2(ReferenceRow):
     def generate(self, preds: Predictions, ctx: FitContext, *, seed: int) -> dict[str, np.ndarray]:
-        from bench.generation import cascade
+        from bench.methods.generation import cascade
 
         out = cascade(None, preds.extra["prompts"], ctx, seed=seed, stage1=False, stage2=True)
         return {"final": out["final"]}

@@ -28,18 +28,18 @@ def run_benchmark(
     backbones_dir: str | Path | None = None,
 ) -> "pd.DataFrame":
     """Run every pending trial of ``grid`` (a shipped grid's name or a grid file) and return the
-    grid's records in the store, one row per trial (:meth:`bench.store.Store.load_frame`: the trial's
+    grid's records in the store, one row per trial (:meth:`bench.results.store.Store.load_frame`: the trial's
     axes, ``metric.<name>`` with ``.ci_low`` / ``.ci_high``, ``time.<stage>``).
 
     ``data``: a dataset folder (default: the grid's synthetic worlds, or the mini world, built on first
     use); ``store``: the results folder (default ``runs/<grid>``); ``include``: plugin references
-    (:mod:`bench.plugins`). Raises :class:`brainvis.errors.UserError` for bad input and
+    (:mod:`bench.plugins`). Raises :class:`bench.errors.UserError` for bad input and
     ``RuntimeError`` when a trial failed (its record, with the error, is in the store).
     """
-    from bench.cli_harness import run_command
-    from bench.grid import load_grid
-    from bench.leaderboard import load_records, records_of_grid
-    from bench.store import Store
+    from bench.cli.harness import run_command
+    from bench.experiment.grid import load_grid
+    from bench.results.leaderboard import load_records, records_of_grid
+    from bench.results.store import Store
 
     g = load_grid(grid, check=False)
     store = Path(store) if store is not None else Path("runs") / g.name

@@ -9,7 +9,10 @@ from platformdirs import user_cache_dir
 
 CACHE_ENV = "BRAINVIS_BENCH_CACHE"
 # The shipped mini backbones and their manifest (here, so light modules need not import the models).
-MINI_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+PACKAGE_DIR = Path(__file__).resolve().parent
+MINI_WEIGHTS_DIR = PACKAGE_DIR / "weights"
+GRIDS_DIR = PACKAGE_DIR / "grids"  # shipped grids (bench run --grid NAME)
+PROFILES_DIR = PACKAGE_DIR / "profiles"  # model scales (bench/profiles/<name>.toml)
 MINI_MANIFEST = "manifest.json"
 
 

@@ -5,7 +5,7 @@ A plugin reference is one of
 - a folder: every ``*.py`` file directly in it is imported (as ``bench_plugin_<folder>_<stem>``);
 - a ``.py`` file: imported the same way;
 - a module path ``package.module`` (importable from ``sys.path``);
-- ``package.module:Object``: the module is imported and ``Object`` resolved; a :class:`~bench.method.Method`
+- ``package.module:Object``: the module is imported and ``Object`` resolved; a :class:`~bench.methods.base.Method`
   subclass that is not registered yet is registered.
 
 Importing a module runs its ``@register_method`` / ``@register`` decorators. Installed packages can
@@ -13,7 +13,7 @@ also offer plugins through the entry-point group :data:`ENTRY_POINT_GROUP` (each
 reference as above, loaded when a name is not found among the registered methods).
 
 ``bench run --include REF`` and a grid's ``include = [...]`` pass references to the run; they travel
-in the trial environment (:class:`bench.trial.RunEnv`), so every Ray actor (on any node) imports the
+in the trial environment (:class:`bench.experiment.trial.RunEnv`), so every Ray actor (on any node) imports the
 same plugins before it looks up its method. Folder and file references are made absolute first.
 """
 
@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-from brainvis.errors import UserError
+from bench.errors import UserError
+from bench.methods.base import METHODS, Method, register_method
 
 __all__ = ["ENTRY_POINT_GROUP", "load_plugins", "load_entry_points", "normalise"]
 
@@ -91,8 +92,6 @@ def _load_one(ref: str) -> object:
         if not hasattr(obj, part):
             raise UserError(f"plugin {ref}: {module_name} has no attribute {obj_name!r}")
         obj = getattr(obj, part)
-    from bench.method import METHODS, Method, register_method
-
     if isinstance(obj, type) and issubclass(obj, Method) and METHODS.get(getattr(obj, "name", None)) is not obj:
         register_method(obj)
     return obj
@@ -122,8 +121,6 @@ def load_entry_points() -> list[str]:
         except Exception as exc:  # noqa: BLE001 - one broken package must not hide the others
             raise UserError(f"plugin entry point {ep.name} ({ep.value}) of group {ENTRY_POINT_GROUP}: {type(exc).__name__}: {exc}") from exc
         obj = _LOADED[ep.value]
-        from bench.method import METHODS, Method, register_method
-
         if isinstance(obj, type) and issubclass(obj, Method) and METHODS.get(getattr(obj, "name", None)) is not obj:
             register_method(obj)
         refs.append(ep.value)

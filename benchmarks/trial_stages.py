@@ -18,9 +18,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from bench.method import TrialSpec
+from bench.methods.base import TrialSpec
 from bench.paths import world_dir
-from bench.trial import RunEnv, run_trial
+from bench.experiment.trial import RunEnv, run_trial
 from bench.world.build import build_world
 from bench.world.spec import make_spec
 

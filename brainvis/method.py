@@ -34,11 +34,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.method import FitContext, Method, Predictions, StageClock, register_method
-from bench.training import accuracy as _accuracy
-from bench.training import batches as _batches
-from bench.training import stage_report, train_classifier
-from brainvis.data import TrialSet
+from bench.methods.base import FitContext, Method, Predictions, StageClock, register_method
+from bench.methods.training import accuracy as _accuracy
+from bench.methods.training import batches as _batches
+from bench.methods.training import stage_report, train_classifier
+from bench.data.eegcvpr40 import TrialSet
 from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, TimeEncoder, alignment_loss
 
 ABLATIONS = ("use_time", "use_freq", "pretrain", "finetune", "stage1", "stage2")
@@ -338,7 +338,7 @@ class BrainVis(Method):
         return Predictions(logits=out["logits"], cond=cond)
 
     def generate(self, preds: Predictions, ctx: FitContext, *, seed: int) -> dict[str, np.ndarray]:
-        from bench.generation import cascade
+        from bench.methods.generation import cascade
 
         prompts = [ctx.class_prompts[c] for c in preds.logits.argmax(1).tolist()]
         return cascade(preds.cond, prompts, ctx, seed=seed, stage1=self.cfg.stage1, stage2=self.cfg.stage2)

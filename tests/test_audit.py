@@ -11,9 +11,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from bench import audit as A
+from bench.evaluation import audit as A
 from bench.world.probe import probe_accuracy
-from brainvis.errors import UserError
+from bench.errors import UserError
 
 TOP_KEYS = {
     "schema", "root", "subjects", "n_classes", "chance", "files", "settings", "verdict", "rule", "flagged_probes",
@@ -182,7 +182,7 @@ def test_group_permutations_stay_within_groups():
 
 
 def test_cli_exit_codes(smoke_world_drift, tmp_path, capsys):
-    from bench.cli import main
+    from bench.cli.app import main
 
     root = Path(smoke_world_drift[0])
     before = sorted(p.name for p in root.iterdir())
@@ -213,7 +213,7 @@ def test_cli_exit_codes(smoke_world_drift, tmp_path, capsys):
 
 
 def test_register_on_fresh_app(tmp_path):
-    from bench import cli_audit
+    from bench.cli import audit as cli_audit
 
     app = typer.Typer()
 

@@ -89,8 +89,8 @@ def test_reference_rows_order_oracle_above_chance(mini_world):
     """On the mini world the oracle rows beat chance on every metric where that must hold."""
     import tomllib
 
-    from bench.method import TrialSpec
-    from bench.trial import RunEnv, run_trial
+    from bench.methods.base import TrialSpec
+    from bench.experiment.trial import RunEnv, run_trial
 
     root, _ = mini_world
     profile = tomllib.loads((M.WEIGHTS_DIR.parent / "profiles" / "mini.toml").read_text())

@@ -34,7 +34,7 @@ from bench.backbones.paper import (  # noqa: E402
     load_paper_backbones,
     load_paper_config,
 )
-from brainvis.errors import UserError  # noqa: E402
+from bench.errors import UserError  # noqa: E402
 
 torch.set_num_threads(1)
 

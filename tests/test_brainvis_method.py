@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.method import FitContext, Method, Predictions, TrialSpec, get_method, register_method, METHODS
-from bench.trial import RunEnv, run_trial
-from brainvis.data import TrialSet
+from bench.methods.base import FitContext, Method, Predictions, TrialSpec, register_method, METHODS
+from bench.methods.registry import get_method
+from bench.experiment.trial import RunEnv, run_trial
+from bench.data.eegcvpr40 import TrialSet
 from brainvis.method import BrainVis, BrainVisConfig, build_alignment, build_branches
 from brainvis.models import BrainVisEncoder
 
@@ -163,7 +164,7 @@ def test_training_code_never_sees_the_test_split(smoke_world):
     if Spy.name not in METHODS:
         register_method(Spy)
     out = run_trial(TrialSpec(Spy.name, subject=1), RunEnv(data_root=str(root), dataset_id="smoke"))
-    from brainvis.data import DataConfig, load_split_data
+    from bench.data.eegcvpr40 import DataConfig, load_split_data
 
     test = load_split_data(DataConfig(root=str(root), subject=1)).test
     train_idx, val_idx, names = seen["fit"]

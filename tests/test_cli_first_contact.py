@@ -19,7 +19,7 @@ import pytest
 import typer
 from rich.console import Console
 
-from bench.cli import app, main
+from bench.cli.app import app, main
 
 
 def command_table(typer_app=app, prefix: list[str] | None = None) -> list[tuple[list[str], object]]:
@@ -121,7 +121,7 @@ def test_the_installed_console_script_behaves_the_same(tmp_path):
 
 def test_methods_list_names_every_builtin_method_and_reference_row(capsys):
     import baselines
-    from bench.cli_methods import method_rows
+    from bench.cli.methods import method_rows
 
     rows = {r["name"]: r for r in method_rows()}
     for name in ("brainvis", "dreamdiffusion", *baselines.CLASSIFY_THEN_DRAW, *baselines.REFERENCE_ROWS, "chance"):
@@ -135,7 +135,7 @@ def test_methods_list_names_every_builtin_method_and_reference_row(capsys):
 
 
 def test_methods_show_gives_defaults_and_their_sources(capsys):
-    from bench.cli_methods import method_config
+    from bench.cli.methods import method_config
 
     rows = {r["key"]: r for r in method_config("brainvis", "mini")}
     assert rows["d_model"]["value"] == 64 and rows["d_model"]["default"] == 1024 and rows["d_model"]["from"] == "profile mini"
@@ -257,21 +257,21 @@ def test_data_check_decodes_every_image_or_a_stated_sample(smoke_world, capsys):
 
 
 def test_validation_is_remembered_per_version_of_the_files(smoke_world, tmp_path, monkeypatch):
-    from bench import datacheck
+    from bench.data import check as datacheck
 
     world = _copy_world(smoke_world[0], tmp_path / "world")
     cache = tmp_path / "cache"
     calls = []
     real = datacheck.run_isolated if hasattr(datacheck, "run_isolated") else None
-    import bench.isolated
+    import bench.experiment.isolated
 
-    orig = bench.isolated.run_isolated
+    orig = bench.experiment.isolated.run_isolated
 
     def counting(*a, **k):
         calls.append(a)
         return orig(*a, **k)
 
-    monkeypatch.setattr(bench.isolated, "run_isolated", counting)
+    monkeypatch.setattr(bench.experiment.isolated, "run_isolated", counting)
     first = datacheck.validate_dataset(world, cache=cache)
     assert datacheck.validate_dataset(world, cache=cache) == first and len(calls) == 1
     captions = world / "captions.json"
@@ -283,7 +283,7 @@ def test_validation_is_remembered_per_version_of_the_files(smoke_world, tmp_path
 
 
 def test_a_second_run_on_a_locked_store_is_refused(smoke_world, noop_grid, tmp_path, capsys):
-    from bench.store import StoreLock
+    from bench.results.store import StoreLock
 
     store = tmp_path / "store"
     with StoreLock(store):
@@ -297,7 +297,7 @@ def test_a_second_run_on_a_locked_store_is_refused(smoke_world, noop_grid, tmp_p
 def test_shipped_grid_leaderboard_is_written_from_any_folder(smoke_world, tmp_path, monkeypatch, capsys):
     import ray
 
-    from bench.runner import start_ray
+    from bench.experiment.runner import start_ray
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BRAINVIS_BENCH_CODE_VERSION", "test-first-contact")
@@ -340,7 +340,7 @@ def test_malformed_records_are_skipped_with_a_warning_naming_the_file(tmp_path, 
 
 
 def test_line_log_prints_a_heartbeat_when_quiet():
-    from bench.progress import LineLog
+    from bench.experiment.progress import LineLog
 
     buf = io.StringIO()
     log = LineLog(Console(file=buf, width=200), heartbeat_s=0.3)
@@ -369,8 +369,8 @@ def test_run_logs_progress_lines_when_not_a_terminal(smoke_world, noop_grid, tmp
 
 
 def test_parse_multi_rejects_a_flag_with_nothing_in_it():
-    from bench.cli_harness import parse_multi
-    from brainvis.errors import UserError
+    from bench.cli.harness import parse_multi
+    from bench.errors import UserError
 
     assert parse_multi(None, int, "subjects") is None and parse_multi([], int, "subjects") is None
     assert parse_multi(["1,4", "6"], int, "subjects") == [1, 4, 6]
@@ -382,8 +382,8 @@ def test_parse_multi_rejects_a_flag_with_nothing_in_it():
 def test_check_address_accepts_a_grpc_answer_and_refuses_other_protocols():
     """A server answering with an HTTP/2 SETTINGS frame (what a Ray GCS does) passes; an HTTP/1
     server or one that closes the connection is refused within the timeout."""
-    from bench.runner import check_address
-    from brainvis.errors import UserError
+    from bench.experiment.runner import check_address
+    from bench.errors import UserError
 
     def serve(answer: bytes | None):
         srv = socket.socket()

@@ -12,8 +12,8 @@ import pytest
 import torch
 from tiny_dataset import write_tiny_dataset
 
-from brainvis.classes import WNIDS
-from brainvis.data import (
+from bench.data.classes import WNIDS
+from bench.data.eegcvpr40 import (
     DataConfig,
     load_release,
     load_split_data,
@@ -21,8 +21,8 @@ from brainvis.data import (
     nested_fraction,
     select_split,
 )
-from brainvis.errors import DataError
-from bench.cli import main
+from bench.errors import DataError
+from bench.cli.app import main
 
 
 # --------------------------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_fraction_outside_unit_interval_is_rejected(bad):
 def test_memory_mapped_load_is_shared_and_readable_from_another_process(smoke_world):
     root, _ = smoke_world
     code = (
-        "import sys, torch; from brainvis.data import load_release;"
+        "import sys, torch; from bench.data.eegcvpr40 import load_release;"
         f"r = load_release(r'{root / 'eeg_5_95_std.pth'}');"
         "print(len(r), float(r.eeg[5].sum()))"
     )

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.store import Store
+from bench.results.store import Store
 
 import pytest
 

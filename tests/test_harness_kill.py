@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.cli import main
+from bench.cli.app import main
 
 SLEEP_GRID = """
 description = "eight one-second trials"
@@ -26,7 +26,7 @@ VERSION = "test-harness-kill"
 def test_kill_9_then_rerun_completes_with_identical_results(smoke_world, tmp_path, monkeypatch):
     import ray
 
-    from bench.runner import start_ray
+    from bench.experiment.runner import start_ray
 
     monkeypatch.setenv("BRAINVIS_BENCH_CODE_VERSION", VERSION)
     grid = tmp_path / "sleep.toml"

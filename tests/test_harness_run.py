@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
-from bench.method import TrialSpec
-from bench.store import Store, make_record, now_iso
+from bench.cli.app import main
+from bench.methods.base import TrialSpec
+from bench.results.store import Store, make_record, now_iso
 
 VERSION = "test-harness-run"
 
@@ -53,7 +53,7 @@ def pinned_version():
 def ray_local():
     import ray
 
-    from bench.runner import start_ray
+    from bench.experiment.runner import start_ray
 
     started = start_ray(num_cpus=2)
     yield
@@ -200,8 +200,8 @@ def test_failed_trial_is_recorded_and_retried_only_on_request(grid_files, smoke_
 
 
 def test_retry_failed_turns_a_failed_record_ok(smoke_world, tmp_path, ray_local):
-    from bench.runner import plan, run_grid
-    from bench.trial import RunEnv
+    from bench.experiment.runner import plan, run_grid
+    from bench.experiment.trial import RunEnv
 
     root = smoke_world[0]
     env = RunEnv(data_root=str(root), dataset_id="w", backbones="none")
@@ -221,7 +221,7 @@ def test_retry_failed_turns_a_failed_record_ok(smoke_world, tmp_path, ray_local)
 
 
 def test_peak_memory_counts_a_child_process():
-    """An independent check of bench.memory: a grandchild that fills 300 MiB raises its tree's PSS by about that.
+    """An independent check of bench.experiment.memory: a grandchild that fills 300 MiB raises its tree's PSS by about that.
 
     Each tree is rooted at its own shell, so processes this test session started earlier (Ray's, which
     may exit while we measure) are not counted.
@@ -231,7 +231,7 @@ def test_peak_memory_counts_a_child_process():
 
     import psutil
 
-    from bench.memory import tree_pss_mib
+    from bench.experiment.memory import tree_pss_mib
 
     def tree_with_filler(mib: int) -> float:
         fill = f"import sys; b = bytearray({mib} * 2**20); b[::4096] = b'x' * len(b[::4096]); print('ok', flush=True); sys.stdin.read()"
@@ -252,8 +252,8 @@ def test_peak_memory_counts_a_child_process():
 def test_progress_display_renders(tmp_path):
     from rich.console import Console
 
-    from bench.progress import RunProgress
-    from bench.runner import PlannedTrial, RunSummary
+    from bench.experiment.progress import RunProgress
+    from bench.experiment.runner import PlannedTrial, RunSummary
 
     st = Store(tmp_path)
     console = Console(file=open(os.devnull, "w"), width=120)
@@ -270,7 +270,7 @@ def test_progress_display_renders(tmp_path):
 
 
 def test_perf_helpers():
-    from bench.perf import calibrate_burn, steady_throughput
+    from bench.experiment.perf import calibrate_burn, steady_throughput
 
     assert steady_throughput([5.0, 6.0, 7.0, 8.0], 1) == 1.0  # the first result (actor start) is left out
     assert steady_throughput([5.0, 5.1, 6.0, 6.1], 2) == 2.0
@@ -285,7 +285,7 @@ def test_run_summary_table_fits_the_screen_and_keeps_the_headline_metrics(monkey
     import pandas as pd
     from rich.console import Console
 
-    from bench.cli_harness import metric_summary, print_table, summary_width
+    from bench.cli.harness import metric_summary, print_table, summary_width
 
     names = ["top1", "n_way_top_k", "inception_score", "ssim", "clip_similarity", "fid", "top5", "top3", "macro_f1", "n_way_top_k_label"]
     for methods in (["lstm"], ["lstm", "brainvis_stage2_random"]):

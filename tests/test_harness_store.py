@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from bench.method import TrialSpec
-from bench.store import Store, code_version, identity_key, make_record, now_iso, trial_key
-from bench.trial import RunEnv, trial_identity
+from bench.methods.base import TrialSpec
+from bench.experiment.trial import trial_key
+from bench.results.store import Store, code_version, identity_key, make_record, now_iso
+from bench.experiment.trial import RunEnv, trial_identity
 
 ENV = RunEnv(data_root="/data", dataset_id="world-a", profile={"noop": {"x": 1}, "generation": {"steps": 2}, "metrics": {"n": 50}})
 SPEC = TrialSpec("noop", subject=1, fraction=0.5, w=0.25, seed=3, options=(("a", 1),))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.grid import expand_trials, load_grid, parse_grid
-from bench.known_answers import check_results, markdown, world_pair
+from bench.experiment.grid import expand_trials, load_grid, parse_grid
+from bench.evaluation.known_answers import check_results, markdown, world_pair
 from bench.world.spec import make_spec, spec_of_world
-from brainvis.errors import UserError
+from bench.errors import UserError
 
 
 def test_shipped_known_answers_grid_pairs_every_check_with_its_null_world():
@@ -82,7 +82,7 @@ def test_leaderboard_shows_the_checks_and_links_the_stored_world_cards(tmp_path)
     store (bench.world.card.keep_card) is written beside the page and linked from it."""
     import json
 
-    from bench.leaderboard import write_leaderboard
+    from bench.results.leaderboard import write_leaderboard
     from bench.world.card import CARD_JSON, keep_card
 
     grid = tmp_path / "ka.toml"

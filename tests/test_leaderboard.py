@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.compare import compare_methods
-from bench.leaderboard import render_latex, write_leaderboard
+from bench.cli.app import main
+from bench.results.compare import compare_methods
+from bench.results.leaderboard import render_latex, write_leaderboard
 
 
 def _metric(per_trial, **extra):
@@ -111,7 +111,7 @@ def test_committed_leaderboards_regenerate_byte_identically(tmp_path):
     card) of leaderboards/ (the default world) and leaderboards/v1/ (the previous world's grids)."""
     from pathlib import Path
 
-    from bench.leaderboard import METRIC_INTERVAL, _present_metrics, build_table, load_records, records_of_grid
+    from bench.results.leaderboard import METRIC_INTERVAL, _present_metrics, build_table, load_records, records_of_grid
 
     root = Path(__file__).resolve().parent.parent / "leaderboards"
     for folder in (root, root / "v1"):
@@ -139,7 +139,7 @@ def test_committed_leaderboards_regenerate_byte_identically(tmp_path):
 def test_leakage_leaderboard_names_the_worlds_and_compares_them(tmp_path):
     """Two worlds (without / with block drift): readable dataset names, the grid's world order, and a
     per-method change with CI and p-value that equals a direct independent-samples comparison."""
-    from bench.leaderboard import dataset_labels
+    from bench.results.leaderboard import dataset_labels
     from bench.metrics import holm, independent_comparison
 
     labels = dataset_labels("leakage")
@@ -160,7 +160,7 @@ def test_leakage_leaderboard_names_the_worlds_and_compares_them(tmp_path):
               "seed": 0, "profile": "mini", "grid": "subjects", "config": {"dataset_id": clean, "backbones": "mini"},
               "metrics": {"top1": _metric(np.ones(80))}, "finished": "2026-11-29T05:00:00+00:00"}  # fmt: skip
     (folder / "kgen.json").write_text(json.dumps(shared))  # same axes, but it generates: the subjects grid's, not leakage's
-    from bench.leaderboard import load_records, records_of_grid
+    from bench.results.leaderboard import load_records, records_of_grid
 
     stored = load_records(tmp_path / "store")
     assert sorted(r["key"] for r in records_of_grid(stored, "leakage")) == ["k0", "k1", "k2", "k3"]
@@ -182,7 +182,7 @@ def test_leakage_leaderboard_names_the_worlds_and_compares_them(tmp_path):
 def test_a_grid_keeps_its_own_subjects(tmp_path):
     """A trial another grid ran for another subject (same method, fraction, w) stays out of this grid's
     tables, so an average over subjects compares like with like; subjects a run of this grid added stay in."""
-    from bench.leaderboard import load_records, records_of_grid
+    from bench.results.leaderboard import load_records, records_of_grid
 
     store = _records(tmp_path)  # data_scaling runs on subjects 1 and 4 (a --subjects override: the grid says 4)
     other = json.loads((store / "records" / "k001.json").read_text()) | {"key": "k500", "subject": 6, "grid": "subjects"}
@@ -195,7 +195,7 @@ def test_a_grid_keeps_its_own_subjects(tmp_path):
 
 def test_dataset_comparison_units_average_seeds_and_keep_common_subjects():
     """Seeds repeat the same test trials: one unit per trial (its seed mean), and only subjects both datasets have."""
-    from bench.leaderboard import _trial_units
+    from bench.results.leaderboard import _trial_units
 
     def rec(subject, seed, values):
         return {"key": f"s{subject}-{seed}", "subject": subject, "seed": seed, "metrics": {"top1": {"per_trial": values}}}
@@ -208,8 +208,8 @@ def test_dataset_comparison_units_average_seeds_and_keep_common_subjects():
 
 
 def test_grid_membership_for_user_files_untagged_stores_and_worlds_grids_run_on_data(tmp_path):
-    from bench.grid import load_grid
-    from bench.leaderboard import records_of_grid
+    from bench.experiment.grid import load_grid
+    from bench.results.leaderboard import records_of_grid
 
     def rec(key, subject, grid=None, dataset="cvpr40-real", backbones="mini", **extra):
         return {"key": key, "status": "ok", "method": "eegnet", "variant": "", "options": {}, "subject": subject, "fraction": 1.0,

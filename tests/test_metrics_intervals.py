@@ -185,7 +185,7 @@ def test_holm_matches_the_step_down_procedure():
 
 def test_compare_reports_the_subject_level_test(tmp_path):
     """bench compare over a store with three subjects: trial-level and subject-level results (d_z, exact test)."""
-    from bench.compare import compare_markdown, compare_methods
+    from bench.results.compare import compare_markdown, compare_methods
     from bench.metrics import subject_comparison
 
     rng = np.random.default_rng(5)
@@ -213,8 +213,8 @@ def test_bench_score_headline_and_interval_come_from_one_feature_pass(tmp_path):
 
     from bench.backbones.mini import untrained_mini_backbones
     from bench.metrics import _fidelity
-    from bench.score_folders import score_folders
-    from bench.scoring import ScoreSettings
+    from bench.evaluation.score_folders import score_folders
+    from bench.evaluation.scoring import ScoreSettings
 
     rng = np.random.default_rng(0)
     gt_dir, gen_dir = tmp_path / "gt", tmp_path / "gen"

@@ -9,14 +9,14 @@ import textwrap
 
 import pytest
 
-from bench.cli import main
-from brainvis.errors import UserError
+from bench.cli.app import main
+from bench.errors import UserError
 
 METHOD = textwrap.dedent('''
     """A nearest-centroid classifier on channel means: a user's method, not part of the package."""
     import torch
 
-    from bench.method import Method, Predictions, register_method
+    from bench.methods.base import Method, Predictions, register_method
 
 
     @register_method
@@ -64,7 +64,7 @@ def test_a_plugin_method_runs_on_ray_and_reaches_leaderboard_and_compare(plugin_
 
 
 def test_include_on_the_command_line_and_module_references(plugin_dir, smoke_world, tmp_path, monkeypatch, capsys):
-    from bench.method import METHODS
+    from bench.methods.base import METHODS
     from bench.plugins import load_plugins, normalise
 
     grid = tmp_path / "g.toml"

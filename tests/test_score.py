@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.cli import main
-from bench.score_folders import match_folders, score_folders
-from bench.scoring import ScoreSettings
-from brainvis.errors import UserError
+from bench.cli.app import main
+from bench.evaluation.score_folders import match_folders, score_folders
+from bench.evaluation.scoring import ScoreSettings
+from bench.errors import UserError
 
 
 def _write(folder, name, seed, size=32):
@@ -93,9 +93,9 @@ def test_attribute_fidelity_and_label_n_way_match_a_direct_computation():
     over attributes and samples) and the label-based N-way (true class mapped to the 200 concepts)."""
     from bench.backbones.mini import untrained_mini_backbones
     from bench.metrics import n_way_top_k
-    from bench.scoring import score_images
+    from bench.evaluation.scoring import score_images
     from bench.world.images import ATTRIBUTES, concept_of_label
-    from brainvis.classes import WNIDS
+    from bench.data.classes import WNIDS
 
     bb = untrained_mini_backbones()
     rng = np.random.default_rng(0)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainvis.data import image_path, load_release
-from brainvis.errors import UserError
-from bench.cli import main
+from bench.data.eegcvpr40 import image_path, load_release
+from bench.errors import UserError
+from bench.cli.app import main
 from bench.world import build as build_mod
 from bench.world.build import build_world
 from bench.world.images import ATTRIBUTES, class_concept

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from brainvis.classes import WNIDS
+from bench.data.classes import WNIDS
 
 
 def write_tiny_dataset(root: Path, *, n_classes: int = 4, per_class: int = 6, subjects: int = 2, lengths: dict | None = None) -> Path:

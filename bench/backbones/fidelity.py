@@ -3,13 +3,17 @@
 torch-fidelity instantiates extractors by registered name; this one loads the mini fidelity CNN
 from ``feature_extractor_weights_path`` (a ``fidelity.safetensors`` file) and provides its class
 logits (``logits_unbiased``, for IS) and its 128-d features (``features``, for FID/KID/PRC).
+The network loader and input resolution come from :mod:`bench.backbones.mini` at registration
+(this adapter does not import it).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 import torch.nn.functional as F
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
@@ -18,15 +22,15 @@ NAME = "brainvis-mini-fidelity"
 
 
 class MiniFidelityExtractor(FeatureExtractorBase):
+    load: Callable[[Path], nn.Module]  # weights folder -> the fidelity network (set by register_mini_extractor)
+    resolution: int
+
     def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None, **kwargs) -> None:
         super().__init__(name, features_list)
-        from bench.backbones import mini as M
-
         if feature_extractor_weights_path is None:
             raise ValueError(f"{NAME}: feature_extractor_weights_path (fidelity.safetensors) is required")
         path = Path(feature_extractor_weights_path)
-        self.net = M.load_model("fidelity", path.parent if path.is_file() else path)
-        self.resolution = M.RESOLUTION
+        self.net = type(self).load(path.parent if path.is_file() else path)
 
     @staticmethod
     def get_provided_features_list() -> tuple[str, ...]:
@@ -56,8 +60,11 @@ class MiniFidelityExtractor(FeatureExtractorBase):
         return tuple(out[a] for a in self.features_list)
 
 
-def register_mini_extractor() -> str:
-    """Register the extractor with torch-fidelity once per process; return its name."""
+def register_mini_extractor(load: Callable[[Path], nn.Module], resolution: int) -> str:
+    """Register the extractor with torch-fidelity once per process; return its name. ``load``: weights
+    folder -> the fidelity network; ``resolution``: its input size."""
+    MiniFidelityExtractor.load = staticmethod(load)
+    MiniFidelityExtractor.resolution = resolution
     if NAME not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(NAME, MiniFidelityExtractor)
     return NAME

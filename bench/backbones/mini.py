@@ -23,7 +23,6 @@ command, the training seed and their measured quality.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +38,8 @@ from bench.backbones.base import Backbones, to_uint8_images
 from bench.backbones.diffusion import DiffusersGenerator
 from bench.paths import MINI_MANIFEST, MINI_WEIGHTS_DIR
 from bench.world.images import ATTRIBUTES, N_CONCEPTS, concept_of_label
-from brainvis.classes import CLASS_NAMES, WNIDS
-from brainvis.errors import UserError
+from bench.data.classes import CLASS_NAMES, WNIDS
+from bench.errors import UserError
 
 RESOLUTION = 32
 WEIGHTS_DIR = MINI_WEIGHTS_DIR
@@ -241,7 +240,8 @@ class MiniFidelity:
     def fidelity_kwargs(self) -> dict:
         from bench.backbones.fidelity import register_mini_extractor
 
-        return {"feature_extractor": register_mini_extractor(), "feature_extractor_weights_path": str(self.weights_path)}
+        name = register_mini_extractor(lambda folder: load_model("fidelity", folder), RESOLUTION)
+        return {"feature_extractor": name, "feature_extractor_weights_path": str(self.weights_path)}
 
 
 # --------------------------------------------------------------------------------------------------

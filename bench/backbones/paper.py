@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from bench.backbones.base import ROLES, Backbones, to_uint8_images
-from brainvis.errors import UserError
+from bench.errors import UserError
 
 try:  # Python >= 3.11
     import tomllib

@@ -31,9 +31,9 @@ from PIL import Image
 
 from bench.backbones import mini as M
 from bench.world.images import ATTRIBUTES, N_CONCEPTS, caption, concept_of_label, render, sample_specs
-from brainvis.classes import CLASS_NAMES, class_prompt
-from brainvis.data import SPLIT_FILES, image_path, load_splits
-from brainvis.errors import UserError
+from bench.data.classes import CLASS_NAMES, class_prompt
+from bench.data.eegcvpr40 import EEG_FILE, SPLIT_FILES, image_path, load_splits
+from bench.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def world_stimuli(world: Path, part: str | tuple[str, ...]) -> dict:
     captions = json.loads((world / "captions.json").read_text())
     split = load_splits(world / SPLIT_FILES["all"])[0]
     # 'all' indices are subject-major, image-minor: image index = trial index mod n_images.
-    images_list = torch.load(world / "eeg_5_95_std.pth", weights_only=True, mmap=True)["images"]
+    images_list = torch.load(world / EEG_FILE, weights_only=True, mmap=True)["images"]
     chosen = sorted({images_list[int(i) % len(images_list)] for p in parts for i in split[p]})
     imgs = np.stack([_small(Image.open(image_path(world / "images", n))) for n in chosen])
     return {

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from brainvis.classes import WNIDS
-from brainvis.data import SPLIT_FILES, DataConfig, load_release, load_split_data
-from brainvis.errors import UserError
+from bench.data.classes import WNIDS
+from bench.data.eegcvpr40 import EEG_FILE, RAW_FILE, SPLIT_FILES, DataConfig, load_release, load_split_data
+from bench.errors import UserError
 from bench.paths import MINI_MANIFEST, MINI_WEIGHTS_DIR
 from bench.world import eeg as sim
 from bench.world.images import ATTRIBUTES, ATTRIBUTES_FILE, caption, render, sample_specs
@@ -30,8 +30,6 @@ from bench.world.probe import band_log_power, band_powers, binned_means, probe_a
 from bench.world.card import CARD_MD, write_card
 from bench.world.spec import WorldSpec
 
-EEG_FILE = "eeg_5_95_std.pth"
-RAW_FILE = "eeg_signals_raw_with_mean_std.pth"
 MANIFEST = "world.json"
 REPORT = "world_report.json"
 
@@ -100,11 +98,11 @@ def read_manifest(out: Path) -> dict | None:
 
 
 def build_world_isolated(spec: WorldSpec, out: str | Path, *, progress: Progress | None = None) -> dict:
-    """:func:`build_world` in a child process (:func:`bench.isolated.run_isolated`), so the memory
+    """:func:`build_world` in a child process (:func:`bench.experiment.isolated.run_isolated`), so the memory
     the build uses (the whole dataset, twice, plus serialisation buffers: about 4 GB for the mini
     world) goes back to the system before a run's trials start. An already-built world is reused
     in this process (nothing to free)."""
-    from bench.isolated import run_isolated
+    from bench.experiment.isolated import run_isolated
 
     out = Path(out)
     if _already_built(spec, out):
@@ -142,7 +140,7 @@ def build_world(
         report = json.loads((out / REPORT).read_text())
         if check_backbones and spec.scale == "mini" and _backbones_changed(report):
             from bench.backbones.train_mini import backbone_report
-            from bench.store import atomic_write_text
+            from bench.results.store import atomic_write_text
 
             report["backbones"] = backbone_report(out)  # the shipped weights changed since: re-measure
             atomic_write_text(out / REPORT, json.dumps(report, indent=1))

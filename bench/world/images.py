@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from brainvis.classes import CLASS_NAMES, WNIDS
+from bench.data.classes import CLASS_NAMES, WNIDS
 
 SHAPES = ("circle", "square", "triangle", "diamond", "pentagon", "hexagon", "star", "cross", "crescent", "arrow",
           "semicircle", "trapezoid", "parallelogram", "chevron", "bolt", "tee", "ell", "hourglass", "heart", "drop")  # fmt: skip

@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from bench.world.effects import EFFECTS
-from brainvis.errors import UserError
+from bench.errors import UserError
 
 GENERATOR_VERSION = "2"  # bump whenever the EEG generator's output changes
 STIMULUS_VERSION = "2"  # bump whenever the images, captions or splits change (invalidates the mini backbones)

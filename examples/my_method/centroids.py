@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.method import Method, Predictions, register_method
+from bench.methods.base import Method, Predictions, register_method
 
 
 @register_method

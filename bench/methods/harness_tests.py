@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.method import FitContext, Method, Predictions, register_method
-from brainvis.data import TrialSet
+from bench.methods.base import FitContext, Method, Predictions, register_method
+from bench.data.eegcvpr40 import TrialSet
 
 
 @register_method
@@ -44,7 +44,7 @@ class Chance(Method):
         return Predictions(logits=logits)
 
     def generate(self, preds: Predictions, ctx: FitContext, *, seed: int) -> dict[str, np.ndarray]:
-        from bench.generation import generate_from_prompts
+        from bench.methods.generation import generate_from_prompts
 
         labels = preds.logits.argmax(1).tolist()
         return {"final": generate_from_prompts([ctx.class_prompts[c] for c in labels], ctx, seed=seed)}

@@ -29,12 +29,14 @@ from typing import Literal
 import numpy as np
 import torch
 
-from brainvis.errors import DataError
+from bench.errors import DataError
 
 N_CHANNELS = 128
 MIN_LEN, MAX_LEN = 450, 600  # conventional length filter (dataset authors, BrainVis, DreamDiffusion)
 T_START, T_END = 20, 460  # conventional crop: samples 20..460 -> 440 samples (20-460 ms at 1 kHz)
-EEG_FILES = ("eeg_5_95_std.pth", "eeg_14_70_std.pth", "eeg_55_95_std.pth", "eeg_signals_raw_with_mean_std.pth")
+EEG_FILE = "eeg_5_95_std.pth"  # the 5-95 Hz filtered release: what every method trains on
+RAW_FILE = "eeg_signals_raw_with_mean_std.pth"  # unfiltered (keeps slow content; the audit's band check)
+EEG_FILES = (EEG_FILE, "eeg_14_70_std.pth", "eeg_55_95_std.pth", RAW_FILE)
 SPLIT_FILES = {"all": "block_splits_by_image_all.pth", "single": "block_splits_by_image_single.pth"}
 SPLIT_NAMES = ("train", "val", "test")
 _MAX_LISTED = 5  # problems listed in one error message
@@ -360,7 +362,7 @@ class DataConfig:
     """Which data one trial uses. Everything here is part of a trial's identity."""
 
     root: str
-    eeg_file: str = "eeg_5_95_std.pth"
+    eeg_file: str = EEG_FILE
     split_mode: SplitMode = "all"
     split_num: int = 0
     subject: int = 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from brainvis.data import image_path
+from bench.data.eegcvpr40 import image_path
 
 
 def _safe(s: str) -> str:

@@ -17,12 +17,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from brainvis.errors import UserError
+from bench.errors import UserError
+from bench.paths import PROFILES_DIR
+from bench.data.eegcvpr40 import EEG_FILE
 
 console = Console()
 err_console = Console(stderr=True)
 
-EEG_FILE = "eeg_5_95_std.pth"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -51,7 +52,7 @@ def parse_multi(values: list[str] | None, conv: Callable, what: str) -> list | N
 
 def load_profile(name: str) -> dict:
     """``bench/profiles/<name>.toml`` as a dict ({} if that file does not exist)."""
-    entry = Path(__file__).resolve().parent / "profiles" / f"{name}.toml"
+    entry = PROFILES_DIR / f"{name}.toml"
     if not entry.is_file():
         return {}
     try:
@@ -73,21 +74,6 @@ def folder_dataset_id(root: Path) -> str:
     st = (root / EEG_FILE).stat()
     blob = f"{EEG_FILE}:{st.st_size}:{int(st.st_mtime)}"
     return "cvpr40:" + hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def dataset_subjects(root: Path) -> list[int]:
-    """The dataset's subjects: from world.json when present, else from the EEG file itself."""
-    manifest = root / "world.json"
-    if manifest.is_file():
-        try:
-            subjects = json.loads(manifest.read_text()).get("subjects")
-            if isinstance(subjects, list) and subjects:
-                return sorted(int(s) for s in subjects)
-        except (OSError, ValueError, TypeError):
-            pass
-    from bench.trial import _release
-
-    return _release(str(root / EEG_FILE)).subjects
 
 
 def resolve_data(data: Path | None, *, say: Callable[[str], None] = lambda m: None) -> tuple[Path, str]:
@@ -188,17 +174,17 @@ def run_command(
 ) -> int:
     """`bench run`: every check that needs no data first (grid values, methods, cluster address,
     store folder), then per dataset: build or validate it, lock the store, run, audit, leaderboard."""
-    from bench.grid import check_all, load_grid
-    from bench.memory import PeakMemory
-    from bench.progress import LineLog
-    from bench.store import check_writable_folder
+    from bench.experiment.grid import check_all, load_grid
+    from bench.experiment.memory import PeakMemory
+    from bench.experiment.progress import LineLog
+    from bench.results.store import check_writable_folder
 
     base = load_grid(grid, check=False)
     g = base.with_overrides(methods=methods, subjects=subjects, seeds=seeds, profile=profile)
     plugins = plugin_refs(g, include)
     check_all(g)  # values + methods (plugins' too), before any data or store is touched
     if address:
-        from bench.runner import check_address
+        from bench.experiment.runner import check_address
 
         check_address(address)
     store = check_writable_folder(store if store is not None else Path("runs") / g.name, "--store")
@@ -249,13 +235,13 @@ def plugin_refs(g, include: list[str] | None) -> tuple[str, ...]:
 
 def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, log, say, memory=None, world: dict | None = None, plugins: tuple[str, ...] = ()) -> int:
     root, dataset_id = data
-    from bench.datacheck import validate_dataset
-    from bench.grid import check_subjects, expand_trials
+    from bench.data.check import validate_dataset
+    from bench.experiment.grid import check_subjects, expand_trials
     from bench.paths import cache_dir
-    from bench.progress import RunProgress
-    from bench.runner import run_grid
-    from bench.store import Store, StoreLock
-    from bench.trial import RunEnv
+    from bench.experiment.progress import RunProgress
+    from bench.experiment.runner import run_grid
+    from bench.results.store import Store, StoreLock
+    from bench.experiment.trial import RunEnv, dataset_subjects
 
     check_subjects(g, dataset_subjects(root))
     # The checks of `bench data check`, in the driver and before Ray: a bad file stops here (exit 2)
@@ -312,7 +298,7 @@ def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concur
         if summary.ok or summary.skipped_ok:
             from dataclasses import replace
 
-            from bench.leaderboard import write_leaderboard
+            from bench.results.leaderboard import write_leaderboard
 
             try:
                 # The grid's whole table (every method in the store), widened by this run's --subjects/--seeds.
@@ -332,7 +318,7 @@ def ensure_audit(store_root: Path, data_root: Path, dataset_id: str, name: str =
     try:
         if path.is_file() and json.loads(path.read_text()).get("dataset_id") == dataset_id:
             return
-        from bench.audit import audit_dataset, write_report
+        from bench.evaluation.audit import audit_dataset, write_report
 
         say = say or (lambda m: err_console.print(m, highlight=False))
         say("running the leakage audit of this dataset (once; kept in the store)")
@@ -344,7 +330,7 @@ def ensure_audit(store_root: Path, data_root: Path, dataset_id: str, name: str =
 
 
 def grid_table_rows(g) -> list[tuple]:
-    from bench.grid import expand_trials
+    from bench.experiment.grid import expand_trials
 
     return [
         (t.spec.method, t.variant or "", str(t.spec.subject), f"{t.spec.fraction:g}", f"{t.spec.w:g}", str(t.spec.seed),
@@ -391,7 +377,7 @@ def register(app: typer.Typer) -> None:
     @grid_app.command("list")
     def grid_list() -> None:
         """Shipped grids: name, description, trial count."""
-        from bench.grid import expand, expand_trials, load_grid, shipped_grids
+        from bench.experiment.grid import expand, expand_trials, load_grid, shipped_grids
 
         table = Table(title="grids (bench/grids/*.toml)")
         table.add_column("name")
@@ -411,8 +397,9 @@ def register(app: typer.Typer) -> None:
         methods: Optional[List[str]] = typer.Option(None, "--methods", help="Override the method axis."),
     ) -> None:
         """A grid's axes, variants and expanded trials."""
-        from bench.grid import check_values, load_grid
-        from bench.method import METHODS, _load_builtin_methods
+        from bench.experiment.grid import check_values, load_grid
+        from bench.methods.base import METHODS
+        from bench.methods.registry import load_builtin_methods
 
         g = load_grid(name, check=False).with_overrides(
             subjects=parse_multi(subjects, int, "subjects"), seeds=parse_multi(seeds, int, "seeds"), methods=parse_multi(methods, str, "methods")
@@ -432,7 +419,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"note: {g.note}", highlight=False)
         console.print(axes)
         if g.worlds:
-            from bench.grid import expand_trials
+            from bench.experiment.grid import expand_trials
             from bench.world.spec import spec_of_world
 
             wt = Table(title=f"{len(g.worlds)} worlds (run in turn without --data)")
@@ -445,7 +432,7 @@ def register(app: typer.Typer) -> None:
             console.print(wt)
         for c in g.checks:
             console.print(f"check {c.get('name', c['effect'])}: effect {c['effect']}, {c['a']} - {c['b']} on {c['metric']} (expect {c.get('expect', 'positive')})", highlight=False)
-        _load_builtin_methods()
+        load_builtin_methods()
         unregistered = [m for m in dict.fromkeys(g.methods) if m not in METHODS]
         rows = grid_table_rows(g)
         trials = Table(title=f"{len(rows)} trials")
@@ -466,7 +453,7 @@ def register(app: typer.Typer) -> None:
         as_json: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON to this file."),
     ) -> None:
         """Measure harness overhead per trial, 2-vs-1 concurrency throughput and world load time."""
-        from bench.perf import perf_table, run_perf
+        from bench.experiment.perf import perf_table, run_perf
 
         root, dataset_id = resolve_data(data, say=lambda m: err_console.print(m, highlight=False) if err_console.is_terminal else None)
         with err_console.status("measuring (about a minute)") as status:

@@ -3,7 +3,7 @@ elapsed time and ETA.
 
 Finished trials come from the runner's result stream (:meth:`RunProgress.result`); the stage of
 running trials comes from the small status files each trial writes at every stage
-(``<store>/status/<key>.json``, see :meth:`bench.store.Store.set_stage`), read on each refresh.
+(``<store>/status/<key>.json``, see :meth:`bench.results.store.Store.set_stage`), read on each refresh.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from bench.store import Store
+from bench.results.store import Store
 
 MAX_ROWS = 12
 HEARTBEAT_S = 20.0  # a log file gets a line at least this often (the issue's promise: every 30 s)
@@ -93,7 +93,7 @@ class LineLog:
 
 
 class RunProgress:
-    """Progress for :func:`bench.runner.run_grid`; ``live=False`` prints one line per finished trial."""
+    """Progress for :func:`bench.experiment.runner.run_grid`; ``live=False`` prints one line per finished trial."""
 
     def __init__(self, store: Store, *, title: str = "run", console: Console | None = None, live: bool = True, log: LineLog | None = None) -> None:
         self.store = store

@@ -23,7 +23,7 @@ A grid file::
               { scale = "mini", effects = { induced_class = 0 }, variants = ["full", "no_freq"], raw_file = false,
                 generate = false }]                 # a world's generate overrides the grid's (here: classification only)
 
-    [[checks]]                                # optional known-answer checks (bench.known_answers)
+    [[checks]]                                # optional known-answer checks (bench.evaluation.known_answers)
     name = "frequency branch"
     effect = "induced_class"                  # planted on the first world, off on its null world
     a = { variant = "full" }                  # method (default: the grid's first), variant, w
@@ -38,8 +38,8 @@ rows: they do not train on EEG) the fraction axis collapses to 1.0. Expansion or
 fraction, w, seed (each in the order written); duplicates are dropped.
 
 Value checks (:func:`check_values`) need nothing but the file; method names are checked against the
-registry (:func:`check_methods`) and subjects against the dataset (:func:`check_subjects`) when a
-run starts. Every check lists every bad value in one :class:`~brainvis.errors.UserError`.
+registry (:func:`method_problems`) and subjects against the dataset (:func:`check_subjects`) when a
+run starts. Every check lists every bad value in one :class:`~bench.errors.UserError`.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.method import TrialSpec
-from brainvis.errors import UserError
+from bench.methods.base import TrialSpec
+from bench.errors import UserError
+from bench.paths import GRIDS_DIR
 
 PROFILES = ("mini", "paper")
 NO_W = 0.5  # the w value trials of methods without a w axis get
@@ -94,7 +95,7 @@ class Grid:
     source: str = ""  # file the grid was read from
     worlds: tuple[dict, ...] = ()  # synthetic worlds to run on in turn (used when no --data is given)
     generate: bool = True  # False: classification only (no backbones, no images)
-    checks: tuple[dict, ...] = ()  # known-answer checks (see bench.known_answers)
+    checks: tuple[dict, ...] = ()  # known-answer checks (see bench.evaluation.known_answers)
     include: tuple[str, ...] = ()  # plugin references (bench.plugins), folders and files relative to the grid file
 
     def world_generates(self, world: dict | None) -> bool:
@@ -141,7 +142,6 @@ class Grid:
 # ----------------------------------------------------------------------------------------------
 
 
-GRIDS_DIR = Path(__file__).resolve().parent / "grids"
 
 
 def _shipped_dir() -> Path:
@@ -362,19 +362,14 @@ def check_values(grid: Grid) -> None:
 
 
 def method_problems(grid: Grid) -> list[str]:
-    from bench.method import METHODS, _load_builtin_methods
+    from bench.methods.base import METHODS
+    from bench.methods.registry import load_builtin_methods
 
-    _load_builtin_methods()
+    load_builtin_methods()
     unknown = [m for m in dict.fromkeys(grid.methods) if m not in METHODS]
     if unknown:
         return [f"unknown method(s) {', '.join(map(repr, unknown))}; known methods: {', '.join(sorted(METHODS))}"]
     return []
-
-
-def check_methods(grid: Grid) -> None:
-    problems = method_problems(grid)
-    if problems:
-        raise UserError(f"grid {grid.name}: " + "; ".join(problems))
 
 
 def check_subjects(grid: Grid, available: list[int]) -> None:
@@ -411,9 +406,10 @@ def registry_uses_fraction(method: str) -> bool:
 
 
 def _registry_flag(method: str, flag: str) -> bool:
-    from bench.method import METHODS, _load_builtin_methods
+    from bench.methods.base import METHODS
+    from bench.methods.registry import load_builtin_methods
 
-    _load_builtin_methods()
+    load_builtin_methods()
     cls = METHODS.get(method)
     return True if cls is None else bool(getattr(cls, flag, True))
 

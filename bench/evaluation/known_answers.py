@@ -1,6 +1,6 @@
 """Known-answer checks: is each planted effect recovered where it is planted, and absent on its null world?
 
-A grid's ``[[checks]]`` (see :mod:`bench.grid`) each name an effect of :mod:`bench.world.effects`,
+A grid's ``[[checks]]`` (see :mod:`bench.experiment.grid`) each name an effect of :mod:`bench.world.effects`,
 two sides ``a`` and ``b`` (method, variant, w) and a per-trial metric. The *planted world* is the
 grid's first world with the effect on; the *null world* is the grid world whose spec is the planted
 one with that effect at 0. On each, the paired difference ``a - b`` over the same test trials
@@ -38,7 +38,7 @@ def world_pair(grid, effect: str) -> tuple[str | None, str | None]:
 
 
 def _side(grid, side: dict) -> tuple[str, str | None, float | None]:
-    from bench.grid import NO_W, registry_uses_w
+    from bench.experiment.grid import NO_W, registry_uses_w
 
     method = side.get("method", grid.methods[0])
     w = side.get("w")

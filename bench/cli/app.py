@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from brainvis.errors import UserError
+from bench.errors import UserError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="EEG-to-image reconstruction benchmark.")
 world_app = typer.Typer(no_args_is_help=True, help="Build and inspect synthetic worlds (EEG-CVPR40 format).")
@@ -153,7 +153,7 @@ def data_check(
     quick: bool = typer.Option(False, "--quick", help="Decode a seeded sample of 200 images instead of all (all are still checked to exist)."),
 ) -> None:
     """Validate a dataset folder (real or synthetic): every file, every trial, every image (decoded), and print a summary."""
-    from bench.datacheck import check_dataset
+    from bench.data.check import check_dataset
 
     summary = check_dataset(root, image_root=image_root, quick=quick)
     if as_json:
@@ -259,12 +259,12 @@ def score(
     from the same feature pass as the headline (each result names its ci_method)."""
     import time
 
-    from bench.score_folders import match_folders, score_matched
-    from bench.scoring import ScoreSettings
+    from bench.evaluation.score_folders import match_folders, score_matched
+    from bench.evaluation.scoring import ScoreSettings
 
     t0 = time.perf_counter()
     if json_out is not None:
-        from bench.store import check_writable_folder
+        from bench.results.store import check_writable_folder
 
         if json_out.expanduser().is_dir():
             raise UserError(f"--json {json_out}: is a folder; give a file name")
@@ -312,12 +312,12 @@ def leaderboard(
     data: Optional[Path] = typer.Option(None, help="Dataset folder (ground-truth images for the gallery)."),
 ) -> None:
     """Write a grid's leaderboard (tables with CIs, plots, gallery) purely from stored records."""
-    from bench.leaderboard import write_leaderboard
+    from bench.results.leaderboard import write_leaderboard
 
     if fmt not in ("md", "latex", "csv"):
         raise UserError(f"--format must be md, latex or csv; got {fmt!r}")
-    from bench.leaderboard import load_records
-    from bench.store import check_writable_folder
+    from bench.results.leaderboard import load_records
+    from bench.results.store import check_writable_folder
 
     if not store.is_dir():
         raise UserError(f"--store {store}: no such folder")
@@ -343,7 +343,7 @@ def compare(
     markdown: Optional[Path] = typer.Option(None, help="Also write the table as markdown here."),
 ) -> None:
     """Paired difference A - B with 95% CI and p-values, on the same test trials (and across subjects, with d_z, when there are several)."""
-    from bench.compare import compare_markdown, compare_methods
+    from bench.results.compare import compare_markdown, compare_methods
 
     if not store.is_dir():
         raise UserError(f"--store {store}: no such folder")
@@ -373,7 +373,7 @@ def compare(
         console.print(f"wrote {markdown}")
 
 
-from bench import cli_audit, cli_harness, cli_methods  # noqa: E402
+from bench.cli import audit as cli_audit, harness as cli_harness, methods as cli_methods  # noqa: E402
 
 cli_harness.register(app)
 cli_audit.register(app)

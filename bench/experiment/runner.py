@@ -2,7 +2,7 @@
 
 Each trial runs in a Ray actor with one CPU (and ``gpus_per_trial`` GPUs) and one torch thread;
 actors are reused between trials (``reuse_actors=True``), so the heavy imports below (torch, the
-trial pipeline) and the per-process caches of :mod:`bench.trial` (dataset release, backbones) are
+trial pipeline) and the per-process caches of :mod:`bench.experiment.trial` (dataset release, backbones) are
 paid once per actor, not once per trial. The trial itself writes its record to the store, so
 finished work survives the driver being killed; a rerun skips every key whose record is ``ok``.
 
@@ -44,12 +44,13 @@ import ray  # noqa: E402
 import torch  # noqa: E402  (module level: a reused actor imports these once)
 from ray import tune  # noqa: E402
 
-from bench.memory import PeakMemory  # noqa: E402
-from bench.method import TrialSpec, get_method  # noqa: E402
+from bench.experiment.memory import PeakMemory  # noqa: E402
+from bench.methods.base import TrialSpec  # noqa: E402
+from bench.methods.registry import get_method  # noqa: E402
 from bench.paths import MINI_WEIGHTS_DIR  # noqa: E402
-from bench.store import Store, code_version, identity_key, make_record, now_iso  # noqa: E402
-from bench.trial import RunEnv, run_trial, trial_identity  # noqa: E402
-from brainvis.errors import UserError  # noqa: E402
+from bench.results.store import Store, code_version, identity_key, make_record, now_iso  # noqa: E402
+from bench.experiment.trial import RunEnv, run_trial, trial_identity  # noqa: E402
+from bench.errors import UserError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class PlannedTrial:
 
 
 def plan(trials: Iterable, env: RunEnv) -> list[PlannedTrial]:
-    """Keys and identities for ``trials`` (TrialSpecs or :class:`bench.grid.GridTrial`), deduplicated."""
+    """Keys and identities for ``trials`` (TrialSpecs or :class:`bench.experiment.grid.GridTrial`), deduplicated."""
     ids: dict | None = None
     out: dict[str, PlannedTrial] = {}
     for t in trials:
@@ -363,7 +364,7 @@ class RunSummary:
     experiment_dir: str | None = None
     cluster_cpus: float = 0.0
     cluster_nodes: int = 0
-    peak_pss_mib: float = 0.0  # this process and its descendants (local Ray included), see bench.memory
+    peak_pss_mib: float = 0.0  # this process and its descendants (local Ray included), see bench.experiment.memory
     peak_used_mib: float = 0.0  # rise of the machine's used memory during the run
 
     def to_dict(self) -> dict:
@@ -385,7 +386,7 @@ def run_grid(
     """Run every trial not already ``ok`` in ``store``; returns a :class:`RunSummary`.
 
     ``progress``: None/False for silence, or an object with ``start(summary, pending)``,
-    ``result(key, status, trial_s)`` and ``stop()`` (see :mod:`bench.progress`).
+    ``result(key, status, trial_s)`` and ``stop()`` (see :mod:`bench.experiment.progress`).
     Nothing is written to the store before Ray is up and every check has passed.
     """
     t_start = time.perf_counter()

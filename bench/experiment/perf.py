@@ -1,6 +1,6 @@
 """`bench perf`: what the harness costs, measured through the real runner in one go.
 
-(a) overhead per trial: ``noop`` trials one at a time through :func:`bench.runner.run_grid`
+(a) overhead per trial: ``noop`` trials one at a time through :func:`bench.experiment.runner.run_grid`
     (reused actors); the median interval between consecutive trial results in the driver minus
     the median in-trial time (``run_trial``), i.e. what Ray/Tune, the trainable and the store add.
 (b) throughput of 2 concurrent vs 1 concurrent CPU-bound trials (``burn``: a fixed amount of
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from rich.table import Table
+
+from bench.data.eegcvpr40 import EEG_FILE
 
 
 def _median(xs: list[float]) -> float:
@@ -61,7 +63,7 @@ def steady_throughput(result_times: list[float], concurrency: int) -> float:
 _FRESH = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from brainvis.data import load_release
+from bench.data.eegcvpr40 import load_release
 t1 = time.perf_counter()
 rel = load_release(sys.argv[1])
 t2 = time.perf_counter()
@@ -92,13 +94,12 @@ def run_perf(
 ) -> dict:
     import ray
 
-    from bench.cli_harness import dataset_subjects
-    from bench.method import TrialSpec
-    from bench.runner import run_grid, start_ray
-    from bench.store import Store
-    from bench.trial import RunEnv
+    from bench.methods.base import TrialSpec
+    from bench.experiment.runner import run_grid, start_ray
+    from bench.results.store import Store
+    from bench.experiment.trial import RunEnv, dataset_subjects
 
-    from brainvis.errors import UserError
+    from bench.errors import UserError
 
     if noop_trials < 2 or burn_trials < 3 or burn_seconds <= 0:
         raise UserError("bench perf needs --noop-trials >= 2, --burn-trials >= 3 and --burn-seconds > 0")
@@ -154,7 +155,7 @@ def run_perf(
                 ray.shutdown()
         # (c) world load
         say("(c) world load in a fresh process")
-        fresh = fresh_process_load(Path(data_root) / "eeg_5_95_std.pth")
+        fresh = fresh_process_load(Path(data_root) / EEG_FILE)
         report["load"] = {
             "fresh_process_wall_s": fresh["process_s"],
             "fresh_import_s": fresh["import_s"],

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brainvis.data import TrialSet
+from bench.data.eegcvpr40 import TrialSet
 
 
 def batches(n: int, batch: int, g: torch.Generator, shuffle: bool = True) -> Iterator[torch.Tensor]:

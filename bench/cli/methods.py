@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from brainvis.errors import UserError
+from bench.errors import UserError
 
 console = Console()
 
@@ -25,9 +25,10 @@ def _fmt(value: Any) -> str:
 def method_rows() -> list[dict[str, Any]]:
     """One plain dict per registered method, in registry order (EEG methods, then reference rows,
     then harness tests)."""
-    from bench.method import METHODS, _load_builtin_methods
+    from bench.methods.base import METHODS
+    from bench.methods.registry import load_builtin_methods
 
-    _load_builtin_methods()
+    load_builtin_methods()
     order = {"EEG method": 0, "reference row": 1, "harness test": 2}
     rows = [
         {
@@ -48,8 +49,8 @@ def method_rows() -> list[dict[str, Any]]:
 def method_config(name: str, profile: str) -> list[dict[str, Any]]:
     """The method's hyperparameters: code default, the profile's value (if it sets one) and where
     the value a trial gets comes from."""
-    from bench.cli_harness import load_profile
-    from bench.method import get_method
+    from bench.cli.harness import load_profile
+    from bench.methods.registry import get_method
 
     cls = get_method(name)
     section = {k: v for k, v in load_profile(profile).get(name, {}).items()}
@@ -95,8 +96,8 @@ def register(app: typer.Typer) -> None:
         profile: str = typer.Option("mini", "--profile", help="Profile whose values to show: mini or paper."),
     ) -> None:
         """A method's description, source and hyperparameters (code default, profile value, and which one a trial gets)."""
-        from bench.grid import PROFILES
-        from bench.method import get_method
+        from bench.experiment.grid import PROFILES
+        from bench.methods.registry import get_method
 
         if profile not in PROFILES:
             raise UserError(f"--profile must be one of {', '.join(PROFILES)}; got {profile!r}")

@@ -88,13 +88,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from brainvis.data import DataConfig, Release, load_release, load_split_data
-from brainvis.errors import UserError
+from bench.data.eegcvpr40 import EEG_FILE, RAW_FILE, DataConfig, Release, load_release, load_split_data
+from bench.errors import UserError
 from bench.world.probe import band_log_power, binned_means, trial_means
 
 SCHEMA = "brainvis-bench/audit/v1"
-FILTERED_FILE = "eeg_5_95_std.pth"
-SLOW_FILE = "eeg_signals_raw_with_mean_std.pth"
+FILTERED_FILE = EEG_FILE
+SLOW_FILE = RAW_FILE
 SESSION_FILE = "session.json"
 ONSET_WINDOW = (0, 40)  # samples (ms at 1 kHz) after onset: before the earliest visual cortical response
 CHANCE_MULTIPLE = 3.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.method import FitContext
+from bench.methods.base import FitContext
 
 DEFAULT_GENERATION = {"samples": 1, "stage1_steps": 25, "stage1_guidance": 1.0, "stage2_steps": 25, "stage2_strength": 0.85, "stage2_guidance": 4.0, "batch": 64}
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from bench.scoring import ScoreSettings, score_images
-from brainvis.errors import UserError
+from bench.evaluation.scoring import ScoreSettings, score_images
+from bench.errors import UserError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 _SAMPLE = re.compile(r"^(?P<name>.+)_(?P<k>\d+)$")

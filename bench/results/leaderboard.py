@@ -28,7 +28,7 @@ import numpy as np
 from bench.metrics.intervals import CI_METHODS, METRIC_INTERVAL, draws_per_trial, trial_interval
 
 if TYPE_CHECKING:
-    from bench.grid import Grid
+    from bench.experiment.grid import Grid
 
 # metric -> (column title, higher is better, format)
 COLUMNS: dict[str, tuple[str, bool, str]] = {
@@ -63,7 +63,7 @@ PUBLISHED = {
 
 def load_records(store: str | Path) -> list[dict]:
     """All usable records of a store, sorted by key (malformed files are skipped with a warning)."""
-    from bench.store import read_records
+    from bench.results.store import read_records
 
     return read_records(Path(store) / "records")
 
@@ -87,8 +87,8 @@ class RowKey:
 def resolve_grid(grid: "str | Grid") -> "tuple[str, Grid | None]":
     """(name, Grid) for a shipped grid's name, a grid file's path or a Grid; (name, None) for a name
     no grid file answers to (a store's records may name a grid that is not shipped)."""
-    from bench.grid import Grid, load_grid
-    from brainvis.errors import UserError
+    from bench.experiment.grid import Grid, load_grid
+    from bench.errors import UserError
 
     if isinstance(grid, Grid):
         return grid.name, grid
@@ -102,7 +102,7 @@ def resolve_grid(grid: "str | Grid") -> "tuple[str, Grid | None]":
 def dataset_labels(grid: "str | Grid") -> dict[str, str]:
     """World id -> a readable name ("mini world, block drift") for a grid that runs on several synthetic worlds."""
     from bench.world.spec import spec_of_world
-    from brainvis.errors import UserError
+    from bench.errors import UserError
 
     g = resolve_grid(grid)[1]
     labels = {}
@@ -462,7 +462,7 @@ def _published_table() -> str:
 
 def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None, plots: list[str] = (), gallery: str | None = None, labels: dict[str, str] | None = None, about: str = "",
                     checks: str | None = None, cards: dict[str, str] | None = None) -> str:
-    """The leaderboard page. ``checks``: the known-answer section (see :mod:`bench.known_answers`);
+    """The leaderboard page. ``checks``: the known-answer section (see :mod:`bench.evaluation.known_answers`);
     ``cards``: world id -> relative link of its world card."""
     ok = [r for r in records if r.get("status") == "ok"]
     failed = [r for r in records if r.get("status") != "ok"]
@@ -616,7 +616,7 @@ def plot_gallery(records: list[dict], data_root: Path | None, path: Path, n_tria
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from brainvis.data import image_path
+    from bench.data.eegcvpr40 import image_path
 
     chosen: dict[str, dict] = {}
     for r in sorted(records, key=lambda r: (r["subject"], -r["fraction"], abs(r["w"] - 0.5), r["seed"], r["key"])):
@@ -657,7 +657,7 @@ def records_of_grid(records: list[dict], grid: "str | Grid") -> list[dict]:
     trial another grid ran for another subject does not change this grid's averages. Stores whose
     records carry no grid tag accept any subject, seed and dataset. A name no grid file answers to
     selects records by tag."""
-    from bench.grid import expand
+    from bench.experiment.grid import expand
 
     name, g = resolve_grid(grid)
     if g is None:
@@ -700,7 +700,7 @@ def write_leaderboard(store: str | Path, grid: "str | Grid", out_dir: str | Path
     name, g = resolve_grid(grid)
     records = records_of_grid(load_records(store), g or name)
     if not records:
-        from brainvis.errors import UserError
+        from bench.errors import UserError
 
         raise UserError(f"{store}: no trial records for grid {name!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -744,7 +744,7 @@ def write_leaderboard(store: str | Path, grid: "str | Grid", out_dir: str | Path
         labels.setdefault(wid, card.get("label") or wid)
     checks = None
     if g is not None and g.checks:
-        from bench.known_answers import check_results, markdown as checks_markdown
+        from bench.evaluation.known_answers import check_results, markdown as checks_markdown
 
         checks = checks_markdown(check_results(ok, g), labels)
     md = out_dir / f"{name}.md"

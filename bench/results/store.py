@@ -1,7 +1,7 @@
 """The results store: one JSON record per trial at ``<store>/records/<key>.json``.
 
 The key is the first 16 hex digits of the SHA-256 of the canonical JSON (``sort_keys``) of the
-trial's identity (:func:`bench.trial.trial_identity`) plus the code version. Records are written
+trial's identity (:func:`bench.experiment.trial.trial_identity`) plus the code version. Records are written
 atomically (temporary file in the same folder, fsync, ``os.replace``), so a crash at any point
 leaves the previous record or none, never a partial one. Leftover ``*.tmp`` files are ignored and
 removed by :meth:`Store.clean_tmp`.
@@ -86,12 +86,6 @@ def identity_key(identity: dict, version: str | None = None) -> str:
     """First 16 hex digits of SHA-256 over the canonical identity plus the code version."""
     blob = canonical_json({"identity": identity, "code_version": version if version is not None else code_version()})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def trial_key(spec, env, backbone_ids: dict | None = None, version: str | None = None) -> str:
-    from bench.trial import trial_identity
-
-    return identity_key(trial_identity(spec, env, backbone_ids), version)
 
 
 @lru_cache(maxsize=1)
@@ -266,8 +260,8 @@ LOCK = ".lock"
 
 def check_writable_folder(path: str | Path, what: str = "--store") -> Path:
     """``path`` as an absolute folder that exists or can be created, and can be written; one
-    :class:`~brainvis.errors.UserError` otherwise. Nothing is left on disk."""
-    from brainvis.errors import UserError
+    :class:`~bench.errors.UserError` otherwise. Nothing is left on disk."""
+    from bench.errors import UserError
 
     path = Path(path).expanduser().absolute()
     probe = path
@@ -299,7 +293,7 @@ class StoreLock:
     def __enter__(self) -> "StoreLock":
         import fcntl
 
-        from brainvis.errors import UserError
+        from bench.errors import UserError
 
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -420,14 +414,6 @@ class Store:
             except (OSError, ValueError):
                 continue
         return out
-
-    def clear_stages(self) -> None:
-        if self.status_dir.is_dir():
-            for p in self.status_dir.iterdir():
-                try:
-                    p.unlink()
-                except OSError:
-                    pass
 
     # analysis
     def load_frame(self):

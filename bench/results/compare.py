@@ -7,9 +7,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from bench.leaderboard import COLUMNS, SET_LEVEL, load_records, records_of_grid
+from bench.results.leaderboard import COLUMNS, SET_LEVEL, load_records, records_of_grid
 from bench.metrics import holm, paired_comparison, subject_comparison
-from brainvis.errors import UserError
+from bench.errors import UserError
 
 
 def _match_key(r: dict) -> tuple:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
-from brainvis.errors import UserError
+from bench.errors import UserError
 
 Progress = Callable[[str], None]
 

@@ -1,4 +1,4 @@
-"""`bench audit`: the block-design leakage audit (see :mod:`bench.audit`), registered on the main app.
+"""`bench audit`: the block-design leakage audit (see :mod:`bench.evaluation.audit`), registered on the main app.
 
 The report is printed; it is written as JSON only where ``--json OUT`` says (never into the
 dataset folder unasked).
@@ -14,7 +14,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from brainvis.errors import UserError
+from bench.errors import UserError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -110,8 +110,8 @@ def register(app: typer.Typer) -> None:
         fail_on_leak: bool = typer.Option(False, "--fail-on-leak", help="Exit with status 1 when leakage is suspected."),
     ) -> None:
         """Audit a dataset for block-design leakage: stimulus-blind probes, band audit, nulls, LOSO."""
-        from bench.audit import audit_dataset, write_report
-        from bench.cli_harness import parse_multi, resolve_data
+        from bench.evaluation.audit import audit_dataset, write_report
+        from bench.cli.harness import parse_multi, resolve_data
 
         subject_list = parse_multi(subjects, int, "subjects")
         if as_json is not None and as_json.expanduser().is_dir():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brainvis.classes import NAME_BY_WNID
-from brainvis.data import (
+from bench.data.classes import NAME_BY_WNID
+from bench.data.eegcvpr40 import (
     EEG_FILES,
     MAX_LEN,
     MIN_LEN,
@@ -21,7 +21,7 @@ from brainvis.data import (
     missing_images,
     select_split,
 )
-from brainvis.errors import DataError
+from bench.errors import DataError
 
 
 @dataclass
@@ -188,9 +188,9 @@ def validate_dataset(root: str | Path, *, cache: str | Path | None = None, progr
     """The checks of `bench data check` (every file, trial and image), in a child process so the
     pages it reads are not kept by the caller; the result is remembered per
     :func:`dataset_fingerprint` under ``<cache>/validated/``, so an unchanged dataset is checked once."""
-    from bench.isolated import run_isolated
+    from bench.experiment.isolated import run_isolated
     from bench.paths import cache_dir
-    from bench.store import atomic_write_text
+    from bench.results.store import atomic_write_text
 
     say = progress or (lambda msg: None)
     marker = cache_dir(cache) / "validated" / f"{dataset_fingerprint(root)}.json"
@@ -202,7 +202,7 @@ def validate_dataset(root: str | Path, *, cache: str | Path | None = None, progr
         except (OSError, ValueError):
             pass
     say(f"checking the dataset at {root} (files, trials, splits, images; once per version of its files)")
-    summary = run_isolated("bench.datacheck:_check_quietly", str(root), progress=progress, what="data-check")
+    summary = run_isolated("bench.data.check:_check_quietly", str(root), progress=progress, what="data-check")
     try:
         atomic_write_text(marker, json.dumps(summary))
     except OSError:

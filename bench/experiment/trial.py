@@ -4,6 +4,7 @@ test trials -> metrics. Plain function in, plain dict out; the runner and the st
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -15,16 +16,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.captions import cached_captions, caption_cache_file
-from bench.method import FitContext, TrialSpec, UnlabelledPool, get_method
+from bench.data.captions import cached_captions, caption_cache_file
+from bench.methods.base import FitContext, TrialSpec, UnlabelledPool
+from bench.methods.registry import get_method
 from bench.plugins import load_plugins
-from bench.training import SharedWork
+from bench.methods.training import SharedWork
 from bench.paths import cache_dir
-from bench.scoring import ScoreSettings, score_classification, score_images
+from bench.evaluation.scoring import ScoreSettings, score_classification, score_images
 from bench.world.images import load_attributes
-from bench.store import code_version
-from brainvis.classes import NAME_BY_WNID, class_prompt
-from brainvis.data import SPLIT_FILES, T_END, T_START, DataConfig, image_path, load_release, load_split_data, load_splits, select_split
+from bench.results.store import code_version, identity_key
+from bench.data.classes import NAME_BY_WNID, class_prompt
+from bench.data.eegcvpr40 import EEG_FILE, SPLIT_FILES, T_END, T_START, DataConfig, image_path, load_release, load_split_data, load_splits, select_split
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,19 @@ def _release(path: str):
     return load_release(path, check_finite=False)
 
 
+def dataset_subjects(root: Path) -> list[int]:
+    """The dataset's subjects: from world.json when present, else from the EEG file itself."""
+    manifest = root / "world.json"
+    if manifest.is_file():
+        try:
+            subjects = json.loads(manifest.read_text()).get("subjects")
+            if isinstance(subjects, list) and subjects:
+                return sorted(int(s) for s in subjects)
+        except (OSError, ValueError, TypeError):
+            pass
+    return _release(str(root / EEG_FILE)).subjects
+
+
 def stimulus_id(root: Path) -> str | None:
     """The synthetic world's stimulus id (``world.json``), None for other datasets."""
     import json
@@ -67,7 +82,7 @@ def _backbones(kind: str, weights_dir: str | None, stimuli: str | None):
         from bench.backbones.mini import WEIGHTS_DIR, load_mini_backbones
 
         if stimuli is None:
-            from brainvis.errors import UserError
+            from bench.errors import UserError
 
             raise UserError("the mini backbones serve the synthetic worlds only (this dataset has no world.json); use --profile paper")
         return load_mini_backbones(Path(weights_dir) if weights_dir else WEIGHTS_DIR, stimulus_id=stimuli)
@@ -116,7 +131,7 @@ def unlabelled_pool(release, root: Path, env: "RunEnv", *, t_start: int = T_STAR
         for j, i in enumerate(idx):
             x = release.eeg[int(i)][:, t_start:t_end]
             if not bool(torch.isfinite(x).all()):
-                from brainvis.errors import DataError
+                from bench.errors import DataError
 
                 raise DataError(f"{release.path}: trial {int(i)} contains NaN or Inf EEG values")
             out[j] = x
@@ -134,7 +149,7 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
     t = time.perf_counter()
     say("load")
     root = Path(env.data_root)
-    release = _release(str(root / "eeg_5_95_std.pth"))
+    release = _release(str(root / EEG_FILE))
     data = load_split_data(
         DataConfig(root=str(root), subject=spec.subject, fraction=spec.fraction, fraction_seed=env.fraction_seed, split_mode=env.split_mode),
         release=release,
@@ -229,3 +244,8 @@ def trial_identity(spec: TrialSpec, env: RunEnv, backbone_ids: dict | None = Non
         "backbones": env.backbones,
         "backbone_ids": backbone_ids or {},
     }
+
+
+def trial_key(spec: TrialSpec, env: RunEnv, backbone_ids: dict | None = None, version: str | None = None) -> str:
+    """The store key of a trial: its identity hashed with the code version."""
+    return identity_key(trial_identity(spec, env, backbone_ids), version)

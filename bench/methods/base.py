@@ -20,9 +20,8 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 
-from bench.training import SharedWork
-from brainvis.data import TrialSet
-from brainvis.errors import UserError
+from bench.methods.training import SharedWork
+from bench.data.eegcvpr40 import TrialSet
 
 
 @dataclass(frozen=True)
@@ -134,26 +133,3 @@ def register_method(cls: type[Method]) -> type[Method]:
         raise ValueError(f"method {cls.name!r} registered twice")
     METHODS[cls.name] = cls
     return cls
-
-
-def get_method(name: str) -> type[Method]:
-    _load_builtin_methods()
-    if name not in METHODS:
-        from bench.plugins import load_entry_points
-
-        load_entry_points()  # installed packages' plugins (entry-point group brainvis_bench.plugins)
-    if name not in METHODS:
-        raise UserError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
-
-
-def _load_builtin_methods() -> None:
-    """Import the modules that register the built-in methods (idempotent)."""
-    import importlib
-
-    for module in ("bench.methods_builtin", "brainvis.method", "baselines"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
