@@ -29,7 +29,7 @@ from typing import Iterable
 from bench.errors import UserError
 from bench.methods.base import METHODS, Method, register_method
 
-__all__ = ["ENTRY_POINT_GROUP", "load_plugins", "load_entry_points", "normalise"]
+__all__ = ["ENTRY_POINT_GROUP", "grid_plugins", "load_plugins", "load_entry_points", "normalise"]
 
 ENTRY_POINT_GROUP = "brainvis_bench.plugins"
 _LOADED: dict[str, object] = {}  # reference -> what it loaded (modules are imported once per process)
@@ -106,6 +106,19 @@ def load_plugins(refs: Iterable[str]) -> list[str]:
         _LOADED[ref] = _load_one(ref)
         done.append(ref)
     return done
+
+
+def grid_plugins(grid, include: Iterable[str] | None = None) -> tuple[str, ...]:
+    """A run's plugin references: the grid's ``include`` (relative to its file), then ``include``
+    (``--include``, relative to the working folder), normalised and imported here; installed plugins
+    (entry points) are loaded too. Actors import the returned references again."""
+    source = getattr(grid, "source", None) if grid is not None else None
+    base = Path(source).parent if source and Path(source).is_file() else Path.cwd()
+    grid_refs = [normalise(r, base) for r in getattr(grid, "include", ())] if grid is not None else []
+    refs = tuple(dict.fromkeys(grid_refs + [normalise(r, Path.cwd()) for r in include or []]))
+    load_entry_points()
+    load_plugins(refs)
+    return refs
 
 
 def load_entry_points() -> list[str]:

@@ -111,7 +111,8 @@ def test_committed_leaderboards_regenerate_byte_identically(tmp_path):
     card) of leaderboards/ (the default world) and leaderboards/v1/ (the previous world's grids)."""
     from pathlib import Path
 
-    from bench.results.leaderboard import METRIC_INTERVAL, _present_metrics, build_table, load_records, records_of_grid
+    from bench.metrics.intervals import interval_of
+    from bench.results.leaderboard import _present_metrics, build_table, load_records, records_of_grid
 
     root = Path(__file__).resolve().parent.parent / "leaderboards"
     for folder in (root, root / "v1"):
@@ -129,7 +130,7 @@ def test_committed_leaderboards_regenerate_byte_identically(tmp_path):
                     if c is None or c["lo"] is None:
                         continue
                     assert c["lo"] - 1e-12 <= c["value"] <= c["hi"] + 1e-12, (folder, grid, key, m, c)
-                    if METRIC_INTERVAL.get(m) == "wilson":  # and no rate interval has zero width
+                    if interval_of(m) == "wilson":  # and no rate interval has zero width
                         assert c["hi"] > c["lo"], (folder, grid, key, m, c)
         text = (folder / "data_scaling.md").read_text()
         for method in ("brainvis", "dreamdiffusion", "lstm", "channelnet", "eegnet", "shallowconvnet"):

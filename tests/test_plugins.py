@@ -1,13 +1,16 @@
-"""Plugins: a researcher's method in a folder outside the repository runs through `bench run --include`
-on Ray (two trials at once, each actor importing the plugin), lands in the store, the leaderboard and
-`bench compare`; references are checked up front."""
+"""Plugins: a researcher's method and metric in a folder outside the repository run through
+`bench run --include` on Ray (two trials at once, each actor importing the plugin) and land in the
+store, the leaderboard and `bench compare`; the same through an installed package's entry point;
+references are checked up front."""
 
 from __future__ import annotations
 
 import json
 import textwrap
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from bench.cli.app import main
 from bench.errors import UserError
@@ -39,12 +42,30 @@ METHOD = textwrap.dedent('''
             return Predictions(logits=self._logits(eeg))
 ''')
 
+METRIC = textwrap.dedent('''
+    """A user's metric: the true class's logit margin over the best other class, per test trial."""
+    import torch
+
+    from bench.metrics import register
+
+
+    @register("my_margin", higher_is_better=True, label="margin", needs=("logits",))
+    def my_margin(inputs):
+        logits = inputs.logits.float()
+        rows, true = torch.arange(len(logits)), torch.as_tensor(inputs.labels).long()
+        other = logits.clone()
+        other[rows, true] = -float("inf")
+        per_trial = (logits[rows, true] - other.max(1).values).numpy()
+        return {"value": float(per_trial.mean()), "per_trial": per_trial}
+''')
+
 
 @pytest.fixture(scope="module")
 def plugin_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("outside") / "my_methods"
     d.mkdir()
     (d / "centroids.py").write_text(METHOD)
+    (d / "margin.py").write_text(METRIC)
     return d
 
 
@@ -57,10 +78,19 @@ def test_a_plugin_method_runs_on_ray_and_reaches_leaderboard_and_compare(plugin_
     recs = [json.loads(p.read_text()) for p in (store / "records").glob("*.json")]
     mine = [r for r in recs if r["method"] == "my_centroids"]
     assert len(mine) == 2 and all(r["status"] == "ok" and "top1" in r["metrics"] for r in mine)
+    assert len({r["pid"] for r in recs}) >= 1 and all("my_margin" in r["metrics"] for r in recs)  # computed in the actors
+    m = mine[0]["metrics"]["my_margin"]
+    v = np.asarray(m["per_trial"])
+    lo, hi = stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))  # the interval its spec names, independently
+    assert m["value"] == pytest.approx(v.mean(), abs=1e-5) and m["ci_method"] == "student_t"
+    assert (m["ci_low"], m["ci_high"]) == pytest.approx((lo, hi), abs=1e-5)
     board = (store / "leaderboard" / "mine.md").read_text()
-    assert "| my_centroids |" in board
-    assert main(["compare", "my_centroids", "chance", "--store", str(store), "--metric", "top1"]) == 0
-    assert "my_centroids" in capsys.readouterr().out
+    assert "| my_centroids |" in board and "margin ↑" in board
+    capsys.readouterr()
+    md = tmp_path / "compare.md"
+    assert main(["compare", "my_centroids", "chance", "--store", str(store), "--markdown", str(md)]) == 0  # default: every per-trial metric
+    table = md.read_text()
+    assert "my_centroids" in table and "| margin |" in table and "| top-1 |" in table
 
 
 def test_include_on_the_command_line_and_module_references(plugin_dir, smoke_world, tmp_path, monkeypatch, capsys):
@@ -96,3 +126,32 @@ def test_run_benchmark_returns_the_grid_as_a_table(plugin_dir, smoke_world, tmp_
     assert sorted(df["method"]) == ["chance", "my_centroids"] and set(df["status"]) == {"ok"}
     stored = {json.loads(p.read_text())["method"]: json.loads(p.read_text())["metrics"]["top1"]["value"] for p in (tmp_path / "store" / "records").glob("*.json")}
     assert dict(zip(df["method"], df["metric.top1"])) == pytest.approx(stored)
+
+
+ENTRY_POINT_PLUGIN = METHOD.replace("my_centroids", "my_ep_method") + METRIC.replace("my_margin", "my_ep_margin").replace('label="margin"', 'label="ep margin"')
+
+
+def test_an_installed_package_plugs_in_through_its_entry_point(smoke_world, tmp_path, monkeypatch, capsys):
+    """A package that declares ``[project.entry-points."brainvis_bench.plugins"]`` (here: a module and
+    its dist-info on the path, as pip would install it) needs no --include: the driver, the Ray actors
+    and the leaderboard find its method and metric."""
+    import os
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "ep_bench_plugin.py").write_text(ENTRY_POINT_PLUGIN)
+    info = site / "ep_bench_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-bench-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[brainvis_bench.plugins]\nmine = ep_bench_plugin\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]))  # Ray's workers
+    grid = tmp_path / "ep.toml"
+    grid.write_text('generate = false\n[axes]\nmethod = ["my_ep_method", "chance"]\nsubject = [1, 2]\n')
+    store = tmp_path / "store"
+    rc = main(["run", "--grid", str(grid), "--data", str(smoke_world[0]), "--store", str(store), "--max-concurrent", "2"])
+    assert rc == 0, capsys.readouterr().err
+    recs = [json.loads(p.read_text()) for p in (store / "records").glob("*.json")]
+    assert sorted(r["method"] for r in recs) == ["chance", "chance", "my_ep_method", "my_ep_method"]
+    assert all(r["status"] == "ok" and "my_ep_margin" in r["metrics"] for r in recs)
+    assert "ep margin ↑" in (store / "leaderboard" / "ep.md").read_text()

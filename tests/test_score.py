@@ -89,11 +89,11 @@ def test_identical_folders_score_perfectly(tmp_path):
 
 
 def test_attribute_fidelity_and_label_n_way_match_a_direct_computation():
-    """score_images adds attribute fidelity (the reader's argmax per attribute against the truth, averaged
+    """Scoring adds attribute fidelity (the reader's argmax per attribute against the truth, averaged
     over attributes and samples) and the label-based N-way (true class mapped to the 200 concepts)."""
     from bench.backbones.mini import untrained_mini_backbones
     from bench.metrics import n_way_top_k
-    from bench.evaluation.scoring import score_images
+    from bench.evaluation.scoring import ScoringInputs, score
     from bench.world.images import ATTRIBUTES, concept_of_label
     from bench.data.classes import WNIDS
 
@@ -105,7 +105,7 @@ def test_attribute_fidelity_and_label_n_way_match_a_direct_computation():
     true = {a: rng.integers(0, len(v), n) for a, v in ATTRIBUTES.items()}
     labels = rng.integers(0, 40, n)
     s = ScoreSettings(fidelity=False)
-    m = score_images(gt, gen, bb, s, labels=labels, wnids=list(WNIDS), attributes=true)
+    m, _ = score(ScoringInputs(s, bb, labels=labels, wnids=list(WNIDS), gt=gt, gen=gen, attributes=true))
     probs = bb.classifier.attribute_probs(gen.reshape(n * S, 32, 32, 3))
     hits = np.mean([(probs[a].argmax(1).numpy().reshape(n, S) == true[a][:, None]).mean(1) for a in ATTRIBUTES], axis=0)
     af = m["attribute_fidelity"]
@@ -115,4 +115,4 @@ def test_attribute_fidelity_and_label_n_way_match_a_direct_computation():
     ref = np.repeat([concept_of_label(int(y)) for y in labels], S)
     direct = n_way_top_k(bb.classifier.probs(gen.reshape(n * S, 32, 32, 3)).numpy(), ref, n=50, k=1, trials=50, seed=0)
     assert m["n_way_top_k_label"]["value"] == pytest.approx(direct["value"]) and m["n_way_top_k_label"]["n_effective"] == 50
-    assert "attribute_fidelity" not in score_images(gt, gen, bb, s)  # a real release: no attributes, no metric
+    assert "attribute_fidelity" not in score(ScoringInputs(s, bb, gt=gt, gen=gen))[0]  # a real release: no attributes, no metric

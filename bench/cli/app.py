@@ -310,9 +310,13 @@ def leaderboard(
     out: Path = typer.Option(Path("leaderboards"), help="Output folder."),
     fmt: str = typer.Option("md", "--format", help="md, latex or csv."),
     data: Optional[Path] = typer.Option(None, help="Dataset folder (ground-truth images for the gallery)."),
+    include: Optional[list[str]] = typer.Option(None, "--include", help="Plugin (folder, .py file or module) whose metrics or methods the records name; repeatable. A grid's own include is loaded anyway."),
 ) -> None:
     """Write a grid's leaderboard (tables with CIs, plots, gallery) purely from stored records."""
+    from bench.plugins import grid_plugins
     from bench.results.leaderboard import write_leaderboard
+
+    grid_plugins(None, include)
 
     if fmt not in ("md", "latex", "csv"):
         raise UserError(f"--format must be md, latex or csv; got {fmt!r}")
@@ -341,9 +345,13 @@ def compare(
     dataset: Optional[str] = typer.Option(None, help="Only this dataset id (default: pairs from every dataset in the store, pooled)."),
     metric: Optional[list[str]] = typer.Option(None, help="Metrics (repeatable; default: all per-trial metrics)."),
     markdown: Optional[Path] = typer.Option(None, help="Also write the table as markdown here."),
+    include: Optional[list[str]] = typer.Option(None, "--include", help="Plugin (folder, .py file or module) whose metrics the records name; repeatable."),
 ) -> None:
     """Paired difference A - B with 95% CI and p-values, on the same test trials (and across subjects, with d_z, when there are several)."""
+    from bench.plugins import grid_plugins
     from bench.results.compare import compare_markdown, compare_methods
+
+    grid_plugins(None, include)
 
     if not store.is_dir():
         raise UserError(f"--store {store}: no such folder")

@@ -118,10 +118,12 @@ def metric_summary(frame, keys: list[str], width: int = 160) -> Table | None:
     df = frame[frame["key"].isin(keys)]
     if df.empty:
         return None
-    short = {"metric.top1": "top-1", "metric.n_way_top_k": "N-way", "metric.inception_score": "IS", "metric.ssim": "SSIM",
-             "metric.clip_similarity": "CS", "metric.fid": "FID", "metric.top5": "top-5"}  # fmt: skip
+    from bench.metrics import METRICS, shown_metrics
+
+    short = {f"metric.{m.name}": m.label for m in shown_metrics()}  # the leaderboard's columns, in its order
     present = [c for c in df.columns if c.startswith("metric.") and not c.endswith((".ci_low", ".ci_high"))]
     metrics = [m for m in short if m in present] + sorted(m for m in present if m not in short)
+    short |= {m: METRICS[m.removeprefix("metric.")].label for m in present if m.removeprefix("metric.") in METRICS and m not in short}
     df = df.assign(row=df["method"] + df["variant"].fillna("").map(lambda v: f" [{v}]" if v else ""))
     rows = []
     for row, g in df.groupby("row", sort=False):
@@ -181,7 +183,9 @@ def run_command(
 
     base = load_grid(grid, check=False)
     g = base.with_overrides(methods=methods, subjects=subjects, seeds=seeds, profile=profile)
-    plugins = plugin_refs(g, include)
+    from bench.plugins import grid_plugins
+
+    plugins = grid_plugins(g, include)
     check_all(g)  # values + methods (plugins' too), before any data or store is touched
     if address:
         from bench.experiment.runner import check_address
@@ -220,17 +224,6 @@ def resolve_world(world: dict, *, say: Callable[[str], None] = lambda m: None) -
     say(f"world {spec.world_id} ({spec.label()}) at {out}")
     build_world_isolated(spec, out, progress=say)
     return out.absolute(), spec.world_id
-
-
-def plugin_refs(g, include: list[str] | None) -> tuple[str, ...]:
-    """The run's plugin references (the grid's ``include``, relative to its file, then ``--include``),
-    normalised and imported here, so planning knows their methods; actors import them again."""
-    from bench.plugins import load_plugins, normalise
-
-    base = Path(g.source).parent if g.source and Path(g.source).is_file() else Path.cwd()
-    refs = tuple(dict.fromkeys([normalise(r, base) for r in g.include] + [normalise(r, Path.cwd()) for r in include or []]))
-    load_plugins(refs)
-    return refs
 
 
 def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, log, say, memory=None, world: dict | None = None, plugins: tuple[str, ...] = ()) -> int:
@@ -404,7 +397,9 @@ def register(app: typer.Typer) -> None:
         g = load_grid(name, check=False).with_overrides(
             subjects=parse_multi(subjects, int, "subjects"), seeds=parse_multi(seeds, int, "seeds"), methods=parse_multi(methods, str, "methods")
         )
-        plugin_refs(g, None)  # the grid's own plugins register their methods
+        from bench.plugins import grid_plugins
+
+        grid_plugins(g)  # the grid's own plugins register their methods
         check_values(g)
         axes = Table(title=f"grid {g.name} ({g.source})", show_header=True)
         axes.add_column("axis")

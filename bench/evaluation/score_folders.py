@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from bench.evaluation.scoring import ScoreSettings, score_images
+from bench.evaluation.scoring import ScoreSettings, ScoringInputs, score
 from bench.errors import UserError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -79,9 +79,7 @@ def match_folders(gt_dir: Path, gen_dir: Path) -> tuple[list[str], np.ndarray, n
 
 def score_matched(names: list[str], gt: np.ndarray, gen: np.ndarray, backbones, settings: ScoreSettings = ScoreSettings()) -> tuple[dict, dict]:
     """``(metrics, meta)``: metric name -> {value, ci_low, ci_high, settings...}; meta: counts, backbones."""
-    skipped: dict[str, str] = {}
-    metrics = score_images(gt, gen, backbones, settings, not_computable=skipped)
-    metrics.pop("n_way_top_k_label", None)  # needs dataset labels, which folders do not carry
+    metrics, skipped = score(ScoringInputs(settings, backbones, gt=gt, gen=gen))  # folders carry no labels or attributes
     meta = {"n_ground_truth": len(names), "samples_per_ground_truth": int(gen.shape[1]), "generated_resolution": list(gen.shape[2:4]),
             "backbones": dict(backbones.ids), "not_computable": skipped}  # fmt: skip
     for m in metrics.values():

@@ -1,5 +1,10 @@
 """Scoring: predictions and generated images of the test trials -> flat metric results with CIs.
 
+One loop (:func:`score`) over the metric registry: every metric with a scorer whose ``needs`` the
+trial's :class:`ScoringInputs` have is computed, built-in or plugin alike. Shared intermediate work
+(classifier probabilities, CLIP embeddings, one torch-fidelity feature pass) is computed once per
+trial, on first use.
+
 Every metric result is ``{"value", "ci_low", "ci_high", "ci_method", "ci_level", ...protocol settings}``
 (``ci_method`` is a key of :data:`bench.metrics.intervals.CI_METHODS`). Per-trial metrics (a trial's
 value averaged over its samples) get the interval of their kind: rates (top-k, N-way) Wilson, means
@@ -9,17 +14,23 @@ one torch-fidelity feature pass over the images (:mod:`bench.metrics.set_level`)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import torch
 
 from bench.metrics import (
+    METRICS,
+    Metric,
     attribute_fidelity,
     classification_metrics,
     clip_similarity,
     n_way_top_k,
     n_way_top_k_label,
+    scores,
     ssim,
 )
 from bench.metrics.intervals import draws_per_trial, mean_interval, rate_interval
@@ -59,13 +70,167 @@ def _with_ci(value: float, per_trial: np.ndarray | None, s: ScoreSettings, *, in
     return out
 
 
-def score_classification(logits: torch.Tensor, labels: torch.Tensor, s: ScoreSettings) -> dict:
-    m = classification_metrics(logits.detach().cpu().numpy(), labels.cpu().numpy())
-    out = {}
-    for k in (1, 3, 5):
-        out[f"top{k}"] = _with_ci(m[f"top{k}"], np.array(m[f"per_trial_top{k}"]), s, interval="wilson", draws=1)
-    out["macro_f1"] = _with_ci(m["macro_f1"], None, s)
-    return out
+MIN_SET_IMAGES = 2  # IS, FID and KID need at least this many images (FID: a covariance per set)
+
+
+class NotComputable(Exception):
+    """A scorer's inputs are present but cannot give the metric (e.g. too few images); the message says why."""
+
+
+@dataclass
+class ScoringInputs:
+    """What one trial hands to scoring. ``needs`` of a metric name these (see :meth:`has`):
+
+    - ``logits``: the EEG classifier's logits ``[N, C]`` with the test ``labels``;
+    - ``labels``: dataset class indices ``[N]`` of the test trials (with ``wnids``, the dataset's classes);
+    - ``images``: ground truth ``gt [N, H, W, 3]`` and generated ``gen [N, S, h, w, 3]`` (uint8) and backbones;
+    - ``attributes``: true attribute value indices per test trial (a synthetic world's);
+    - ``fidelity``: a fidelity backbone, with ``settings.fidelity`` on (IS, FID, KID).
+    """
+
+    settings: ScoreSettings = field(default_factory=ScoreSettings)
+    backbones: Any = None
+    logits: torch.Tensor | None = None
+    labels: np.ndarray | None = None
+    wnids: list[str] | None = None
+    gt: np.ndarray | None = None
+    gen: np.ndarray | None = None
+    attributes: dict[str, np.ndarray] | None = None
+
+    def has(self, need: str) -> bool:
+        if need == "logits":
+            return self.logits is not None and self.labels is not None
+        if need == "labels":
+            return self.labels is not None
+        if need == "images":
+            return self.gt is not None and self.gen is not None and self.backbones is not None
+        if need == "attributes":
+            return bool(self.attributes)
+        if need == "fidelity":
+            return self.settings.fidelity and getattr(self.backbones, "fidelity", None) is not None
+        raise ValueError(f"unknown scoring input {need!r}; one of {NEEDS}")
+
+    # Shared work, computed once per trial on first use ---------------------------------------------
+    @property
+    def n(self) -> int:
+        return int(self.gen.shape[0])
+
+    @property
+    def samples(self) -> int:
+        return int(self.gen.shape[1])
+
+    @cached_property
+    def classification(self) -> dict:
+        """Top-k and macro-F1 of the logits (per-trial hits included)."""
+        return classification_metrics(self.logits.detach().cpu().numpy(), np.asarray(self.labels))
+
+    @cached_property
+    def flat(self) -> np.ndarray:
+        """Generated images ``[N * S, h, w, 3]``, trial-major."""
+        return self.gen.reshape(self.n * self.samples, *self.gen.shape[2:])
+
+    @cached_property
+    def gt_small(self) -> np.ndarray:
+        """Ground truth resized (bicubic) to the generated resolution."""
+        from PIL import Image
+
+        h, w = self.gen.shape[2:4]
+        return np.stack([np.asarray(Image.fromarray(im).resize((w, h), Image.BICUBIC)) for im in self.gt])
+
+    @cached_property
+    def probs_gt(self) -> np.ndarray:
+        return self.backbones.classifier.probs(self.gt).numpy()
+
+    @cached_property
+    def probs_gen(self) -> np.ndarray:
+        return self.backbones.classifier.probs(self.flat).numpy()
+
+    @cached_property
+    def fidelity_features(self) -> tuple[dict, dict, dict]:
+        """(generated, ground-truth) feature arrays by layer, and the extractor's layer names."""
+        from bench.metrics import _fidelity
+
+        kw = self.backbones.fidelity.fidelity_kwargs()
+        layers = _fidelity.feature_layers(kw.get("feature_extractor"))
+        chw = torch.from_numpy(self.flat).permute(0, 3, 1, 2).contiguous()
+        gt_chw = torch.from_numpy(self.gt_small).permute(0, 3, 1, 2).contiguous()
+        fg, ft = _fidelity.extract_features([chw, gt_chw], list(layers.values()), **kw)
+        common = {"extractor": kw.get("feature_extractor", "inception-v3-compat"), "backend": "torch-fidelity " + _fidelity.version()}
+        return fg, ft, {"layers": layers, "common": common}
+
+    def per_trial(self, per_image: Any) -> np.ndarray:
+        """Per-image values ``[N * S]`` averaged over each trial's samples -> ``[N]``."""
+        return np.asarray(per_image, dtype=float).reshape(self.n, self.samples).mean(1)
+
+
+NEEDS = ("logits", "labels", "images", "attributes", "fidelity")
+
+
+def score(inputs: ScoringInputs, metrics: list[str] | None = None) -> tuple[dict, dict]:
+    """Every registered metric with a scorer whose needs ``inputs`` meet (or only ``metrics``) ->
+    ``(results, not_computable)``: metric name -> flat result with its interval; name -> why not."""
+    results: dict = {}
+    skipped: dict[str, str] = {}
+    for m in list(METRICS.values()):
+        if m.score is None or (metrics is not None and m.name not in metrics) or not all(inputs.has(n) for n in m.needs):
+            continue
+        try:
+            r = m.score(inputs)
+        except NotComputable as exc:
+            skipped[m.name] = str(exc)
+            continue
+        if r is not None:
+            results[m.name] = finish(m, r, inputs.settings)
+    return results, skipped
+
+
+def finish(metric: Metric, result: dict, s: ScoreSettings) -> dict:
+    """A scorer's ``{"value", "per_trial"?, ...}`` completed with the interval its spec names (scorers
+    that set ``ci_low`` themselves are kept as they are)."""
+    if "value" not in result:
+        raise ValueError(f"metric {metric.name}: its scorer returned no 'value'")
+    if "ci_low" in result:
+        return result
+    rest = dict(result)
+    value, per_trial = rest.pop("value"), rest.pop("per_trial", None)
+    if metric.level == "set" or per_trial is None:
+        return _with_ci(value, None, s, **rest)
+    return _with_ci(value, np.asarray(per_trial, dtype=float), s, interval=metric.interval, **rest)
+
+
+# --------------------------------------------------------------------------------------------------
+# Built-in scorers (the metric functions and their specs are in bench.metrics)
+# --------------------------------------------------------------------------------------------------
+
+
+def _top_k(k: int):
+    def scorer(inp: ScoringInputs) -> dict:
+        m = inp.classification
+        return _with_ci(m[f"top{k}"], np.array(m[f"per_trial_top{k}"]), inp.settings, interval="wilson", draws=1)
+
+    return scorer
+
+
+for _k in (1, 3, 5):
+    scores(f"top{_k}", needs=("logits",))(_top_k(_k))
+
+
+@scores("macro_f1", needs=("logits",))
+def _macro_f1(inp: ScoringInputs) -> dict:
+    return _with_ci(inp.classification["macro_f1"], None, inp.settings)
+
+
+def _nway_settings(r: dict) -> dict:
+    return {k: r[k] for k in ("n", "n_effective", "k", "trials", "seed", "clamped", "chance") if k in r}
+
+
+@scores("n_way_top_k", needs=("images",))
+def _n_way(inp: ScoringInputs) -> dict:
+    """Reference: the classifier's argmax on the ground-truth image."""
+    s = inp.settings
+    ref = np.repeat(inp.probs_gt.argmax(1), inp.samples)
+    r = n_way_top_k(inp.probs_gen, ref, n=s.n, k=s.k, trials=s.trials, seed=s.seed, clamp=True)
+    return _with_ci(r["value"], inp.per_trial(r["per_image"]), s, **_nway_settings(r), reference="classifier argmax on ground truth")
 
 
 def _class_map(classifier, wnids: list[str] | None) -> np.ndarray | None:
@@ -77,86 +242,76 @@ def _class_map(classifier, wnids: list[str] | None) -> np.ndarray | None:
     return classifier.class_of_label(list(wnids))
 
 
-def score_attributes(flat: np.ndarray, n: int, S: int, classifier, true: dict[str, np.ndarray], s: ScoreSettings) -> dict:
-    """Attribute fidelity of ``flat`` [n*S, h, w, 3] (trial-major) read by the classifier's attribute heads."""
-    probs = classifier.attribute_probs(flat)
-    predicted = {a: p.argmax(1).numpy() for a, p in probs.items() if a in true}
-    r = attribute_fidelity(predicted, true, {a: int(probs[a].shape[1]) for a in predicted}, samples=S)
-    return _with_ci(r["value"], r["per_trial"], s, interval="wilson", outcomes_per_trial=len(r["attributes"]) * S, chance=r["chance"], attributes=r["attributes"],
-                    per_attribute=r["per_attribute"], reader="mini classifier attribute heads")
+@scores("n_way_top_k_label", needs=("images", "labels"))
+def _n_way_label(inp: ScoringInputs) -> dict | None:
+    """Reference: the true class, mapped to the classifier's classes (where it has such a map)."""
+    class_map = _class_map(inp.backbones.classifier, inp.wnids)
+    if class_map is None:
+        return None
+    s = inp.settings
+    r = n_way_top_k_label(inp.probs_gen, np.repeat(inp.labels, inp.samples), class_map, n=s.n, k=s.k, trials=s.trials, seed=s.seed, clamp=True)
+    return _with_ci(r["value"], inp.per_trial(r["per_image"]), s, **_nway_settings(r), reference="dataset label")
 
 
-MIN_SET_IMAGES = 2  # IS, FID and KID need at least this many images (FID: a covariance per set)
-SET_METRICS = ("inception_score", "fid", "kid")
+@scores("attribute_fidelity", needs=("images", "attributes"))
+def _attributes(inp: ScoringInputs) -> dict | None:
+    """Attributes of each reconstruction read by the classifier's attribute heads, against the truth."""
+    classifier = inp.backbones.classifier
+    if not hasattr(classifier, "attribute_probs"):
+        return None
+    probs = classifier.attribute_probs(inp.flat)
+    predicted = {a: p.argmax(1).numpy() for a, p in probs.items() if a in inp.attributes}
+    r = attribute_fidelity(predicted, inp.attributes, {a: int(probs[a].shape[1]) for a in predicted}, samples=inp.samples)
+    return _with_ci(r["value"], r["per_trial"], inp.settings, interval="wilson", outcomes_per_trial=len(r["attributes"]) * inp.samples, chance=r["chance"],
+                    attributes=r["attributes"], per_attribute=r["per_attribute"], reader="mini classifier attribute heads")
 
 
-def score_images(
-    gt: np.ndarray, gen: np.ndarray, backbones, s: ScoreSettings, labels: np.ndarray | None = None, not_computable: dict | None = None,
-    *, wnids: list[str] | None = None, attributes: dict[str, np.ndarray] | None = None,
-) -> dict:
-    """``gt [N, H, W, 3]`` and ``gen [N, S, h, w, 3]`` (uint8) -> image metrics.
-
-    ``labels`` [N] (dataset class indices) with ``wnids`` (the dataset's classes) add the label-based
-    N-way Top-K where the classifier maps the dataset's classes to its own; ``attributes`` (true value
-    index of each attribute per trial, a synthetic world's) add attribute fidelity.
-
-    GT images are resized to the generated resolution for SSIM (recorded). Set-level metrics that
-    too few images cannot give are left out, with the reason in ``not_computable`` (if given).
-    """
-    from PIL import Image
-
-    n, S, h, w = gen.shape[:4]
-    flat = gen.reshape(n * S, h, w, 3)
-    out: dict = {}
-    # N-way Top-K: reference = the classifier's argmax on the ground-truth image.
-    p_gt = backbones.classifier.probs(gt).numpy()
-    p_gen = backbones.classifier.probs(flat).numpy()
-    ref = np.repeat(p_gt.argmax(1), S)
-    r = n_way_top_k(p_gen, ref, n=s.n, k=s.k, trials=s.trials, seed=s.seed, clamp=True)
-    per_trial = np.asarray(r["per_image"]).reshape(n, S).mean(1)
-    settings = {k: r[k] for k in ("n", "n_effective", "k", "trials", "seed", "clamped", "chance") if k in r}
-    out["n_way_top_k"] = _with_ci(r["value"], per_trial, s, **settings, reference="classifier argmax on ground truth")
-    class_map = _class_map(backbones.classifier, wnids)
-    if labels is not None and class_map is not None:
-        # Label-based variant: the true class, mapped to the classifier's classes.
-        rl = n_way_top_k_label(p_gen, np.repeat(labels, S), class_map, n=s.n, k=s.k, trials=s.trials, seed=s.seed, clamp=True)
-        out["n_way_top_k_label"] = _with_ci(rl["value"], np.asarray(rl["per_image"]).reshape(n, S).mean(1), s, **settings, reference="dataset label")
-    if attributes and hasattr(backbones.classifier, "attribute_probs"):
-        out["attribute_fidelity"] = score_attributes(flat, n, S, backbones.classifier, attributes, s)
-    # SSIM at the generated resolution.
-    gt_small = np.stack([np.asarray(Image.fromarray(im).resize((w, h), Image.BICUBIC)) for im in gt])
-    ss = ssim(np.repeat(gt_small, S, axis=0), flat)
-    out["ssim"] = _with_ci(ss["value"], np.asarray(ss["per_pair"]).reshape(n, S).mean(1), s, resolution=[h, w], data_range=255, implementation="skimage.metrics.structural_similarity")
-    # CLIP similarity.
-    e_gt = backbones.image_encoder.encode(gt).numpy()
-    e_gen = backbones.image_encoder.encode(flat).numpy()
-    cs = clip_similarity(np.repeat(e_gt, S, axis=0), e_gen)
-    out["clip_similarity"] = _with_ci(cs["value"], np.asarray(cs["per_pair"]).reshape(n, S).mean(1), s)
-    if s.fidelity and backbones.fidelity is not None:
-        if min(n, n * S) < MIN_SET_IMAGES:
-            for name in SET_METRICS:
-                (not_computable if not_computable is not None else {})[name] = f"needs at least {MIN_SET_IMAGES} images; got {n} ground truth(s)"
-        else:
-            out.update(_fidelity_metrics(gt_small, flat, n, S, backbones, s))
-    return out
+@scores("ssim", needs=("images",))
+def _ssim(inp: ScoringInputs) -> dict:
+    """At the generated resolution (ground truth resized; recorded)."""
+    h, w = inp.gen.shape[2:4]
+    ss = ssim(np.repeat(inp.gt_small, inp.samples, axis=0), inp.flat)
+    return _with_ci(ss["value"], inp.per_trial(ss["per_pair"]), inp.settings, resolution=[h, w], data_range=255, implementation="skimage.metrics.structural_similarity")
 
 
-def _fidelity_metrics(gt: np.ndarray, flat: np.ndarray, n: int, S: int, backbones, s: ScoreSettings) -> dict:
-    """IS, FID and KID of ``flat`` [n*S, h, w, 3] (trial-major) against ``gt`` [n, h, w, 3]: one pass of
-    torch-fidelity's extractor over each set; headline and interval from those arrays."""
-    from bench.metrics import _fidelity
-    from bench.metrics.set_level import fid_with_ci, inception_score_with_ci, kid_with_ci
+@scores("clip_similarity", needs=("images",))
+def _clip_similarity(inp: ScoringInputs) -> dict:
+    e_gt = inp.backbones.image_encoder.encode(inp.gt).numpy()
+    e_gen = inp.backbones.image_encoder.encode(inp.flat).numpy()
+    cs = clip_similarity(np.repeat(e_gt, inp.samples, axis=0), e_gen)
+    return _with_ci(cs["value"], inp.per_trial(cs["per_pair"]), inp.settings)
 
-    kw = backbones.fidelity.fidelity_kwargs()
-    layers = _fidelity.feature_layers(kw.get("feature_extractor"))
-    chw = torch.from_numpy(flat).permute(0, 3, 1, 2).contiguous()
-    gt_chw = torch.from_numpy(gt).permute(0, 3, 1, 2).contiguous()
-    fg, ft = _fidelity.extract_features([chw, gt_chw], list(layers.values()), **kw)
-    groups = np.repeat(np.arange(n), S)
-    common = {"extractor": kw.get("feature_extractor", "inception-v3-compat"), "backend": "torch-fidelity " + _fidelity.version()}
-    reference = {"reference": "matched ground-truth test images"}
-    return {
-        "inception_score": {**inception_score_with_ci(fg[layers["isc"]], groups, splits=s.is_splits), **common, "images": "generated only"},
-        "fid": {**fid_with_ci(fg[layers["fid"]], ft[layers["fid"]], groups, np.arange(n)), **common, **reference},
-        "kid": {**kid_with_ci(fg[layers["kid"]], ft[layers["kid"]], groups, np.arange(n)), **common, **reference},
-    }
+
+def _set_features(inp: ScoringInputs, layer: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    if min(inp.n, inp.n * inp.samples) < MIN_SET_IMAGES:
+        raise NotComputable(f"needs at least {MIN_SET_IMAGES} images; got {inp.n} ground truth(s)")
+    fg, ft, info = inp.fidelity_features
+    name = info["layers"][layer]
+    return fg[name], ft[name], info["common"]
+
+
+_REFERENCE = {"reference": "matched ground-truth test images"}
+
+
+@scores("inception_score", needs=("images", "fidelity"))
+def _inception_score(inp: ScoringInputs) -> dict:
+    from bench.metrics.set_level import inception_score_with_ci
+
+    fg, _, common = _set_features(inp, "isc")
+    return {**inception_score_with_ci(fg, np.repeat(np.arange(inp.n), inp.samples), splits=inp.settings.is_splits), **common, "images": "generated only"}
+
+
+@scores("fid", needs=("images", "fidelity"))
+def _fid(inp: ScoringInputs) -> dict:
+    from bench.metrics.set_level import fid_with_ci
+
+    fg, ft, common = _set_features(inp, "fid")
+    return {**fid_with_ci(fg, ft, np.repeat(np.arange(inp.n), inp.samples), np.arange(inp.n)), **common, **_REFERENCE}
+
+
+@scores("kid", needs=("images", "fidelity"))
+def _kid(inp: ScoringInputs) -> dict:
+    from bench.metrics.set_level import kid_with_ci
+
+    fg, ft, common = _set_features(inp, "kid")
+    return {**kid_with_ci(fg, ft, np.repeat(np.arange(inp.n), inp.samples), np.arange(inp.n)), **common, **_REFERENCE}

@@ -364,8 +364,11 @@ def check_values(grid: Grid) -> None:
 def method_problems(grid: Grid) -> list[str]:
     from bench.methods.base import METHODS
     from bench.methods.registry import load_builtin_methods
+    from bench.plugins import load_entry_points
 
     load_builtin_methods()
+    if any(m not in METHODS for m in grid.methods):
+        load_entry_points()  # a package installed since the first scan
     unknown = [m for m in dict.fromkeys(grid.methods) if m not in METHODS]
     if unknown:
         return [f"unknown method(s) {', '.join(map(repr, unknown))}; known methods: {', '.join(sorted(METHODS))}"]

@@ -18,11 +18,11 @@ from PIL import Image
 
 from bench.data.captions import cached_captions, caption_cache_file
 from bench.methods.base import FitContext, TrialSpec, UnlabelledPool
-from bench.methods.registry import get_method
+from bench.methods.registry import get_method, load_builtin_methods
 from bench.plugins import load_plugins
 from bench.methods.training import SharedWork
 from bench.paths import cache_dir
-from bench.evaluation.scoring import ScoreSettings, score_classification, score_images
+from bench.evaluation.scoring import ScoreSettings, ScoringInputs, score
 from bench.world.images import load_attributes
 from bench.results.store import code_version, identity_key
 from bench.data.classes import NAME_BY_WNID, class_prompt
@@ -154,7 +154,8 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
         DataConfig(root=str(root), subject=spec.subject, fraction=spec.fraction, fraction_seed=env.fraction_seed, split_mode=env.split_mode),
         release=release,
     )
-    load_plugins(env.plugins)
+    load_builtin_methods()  # installed plugins: their methods and metrics (once per process)
+    load_plugins(env.plugins)  # the run's --include / grid include
     method_cls = get_method(spec.method)
     backbones = _backbones(env.backbones, env.backbones_dir, stimulus_id(root) if env.backbones == "mini" else None) if method_cls.needs_generator else None
     timings["load"] = time.perf_counter() - t
@@ -198,9 +199,7 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
             preds = method.predict(data.test.eeg.clone())
     timings["predict"] = time.perf_counter() - t
     settings = ScoreSettings(**env.profile.get("metrics", {}))
-    metrics: dict = {}
-    if preds.logits is not None:
-        metrics.update(score_classification(preds.logits, data.test.label, settings))
+    inputs = ScoringInputs(settings, backbones, logits=preds.logits, labels=data.test.label.numpy(), wnids=list(data.labels))
 
     images_dir = None
     if backbones is not None:
@@ -209,17 +208,20 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
         images = method.generate(preds, ctx, seed=spec.seed)
         timings["generate"] = time.perf_counter() - t
         if images:
-            say("score")
-            t = time.perf_counter()
-            gt = load_images(root / "images", data.test.image_names)
-            attributes = load_attributes(root, list(data.test.image_names))
-            metrics.update(score_images(gt, images["final"], backbones, settings, labels=data.test.label.numpy(), wnids=data.labels, attributes=attributes))
-            timings["score"] = time.perf_counter() - t
+            inputs.gt = load_images(root / "images", data.test.image_names)
+            inputs.gen = images["final"]
+            inputs.attributes = load_attributes(root, list(data.test.image_names))
             if env.images_dir and key:
                 images_dir = str(Path(env.images_dir) / key)
                 save_images(images, data.test.image_names, Path(images_dir))
+    say("score")
+    t = time.perf_counter()
+    metrics, not_computable = score(inputs)  # every registered metric these inputs can give
+    if inputs.gen is not None:
+        timings["score"] = time.perf_counter() - t
     return {
         "metrics": metrics,
+        **({"not_computable": not_computable} if not_computable else {}),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "fit": fit_report,
         "n_train": len(data.train),

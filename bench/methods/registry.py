@@ -14,10 +14,16 @@ from bench.plugins import load_entry_points
 HARNESS_METHODS = "bench.methods.harness_tests"  # noop, sleep, burn: the harness's own test methods
 
 
+_SCANNED = False
+
+
 def load_builtin_methods() -> dict[str, type[Method]]:
-    """Import the harness's test methods and every installed plugin (idempotent); the registry."""
-    importlib.import_module(HARNESS_METHODS)
-    load_entry_points()
+    """Import the harness's test methods and every installed plugin (once per process); the registry."""
+    global _SCANNED
+    if not _SCANNED:
+        importlib.import_module(HARNESS_METHODS)
+        load_entry_points()
+        _SCANNED = True
     return METHODS
 
 
@@ -25,6 +31,8 @@ def get_method(name: str) -> type[Method]:
     """The method class registered as ``name``; a :class:`UserError` listing the known ones otherwise."""
     if name not in METHODS:
         load_builtin_methods()
+    if name not in METHODS:
+        load_entry_points()  # a package installed since the first scan
     if name not in METHODS:
         raise UserError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
     return METHODS[name]

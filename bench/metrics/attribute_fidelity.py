@@ -17,7 +17,7 @@ from .registry import register
 __all__ = ["attribute_fidelity"]
 
 
-@register("attribute_fidelity", higher_is_better=True,
+@register("attribute_fidelity", higher_is_better=True, label="attr.", interval="wilson", rank=90,
           description="Share of the ground truth's attributes (colour, size, position, background) a trained reader finds in its reconstruction")
 def attribute_fidelity(predicted: dict[str, np.ndarray], true: dict[str, np.ndarray], n_values: dict[str, int], samples: int = 1) -> dict:
     """``predicted[a]``: predicted value index per generated image ``[N * samples]`` (trial-major);

@@ -58,25 +58,25 @@ def top_k_accuracy(logits: Any, labels: Any, k: int = 1) -> dict:
     }
 
 
-@register("top1", higher_is_better=True, description="Top-1 accuracy of the EEG classifier")
+@register("top1", higher_is_better=True, label="top-1", interval="wilson", rank=10, description="Top-1 accuracy of the EEG classifier")
 def top1(logits: Any, labels: Any) -> dict:
     """Top-1 accuracy (see :func:`top_k_accuracy`)."""
     return top_k_accuracy(logits, labels, k=1)
 
 
-@register("top3", higher_is_better=True, description="Top-3 accuracy of the EEG classifier")
+@register("top3", higher_is_better=True, label="top-3", interval="wilson", show=False, description="Top-3 accuracy of the EEG classifier")
 def top3(logits: Any, labels: Any) -> dict:
     """Top-3 accuracy (see :func:`top_k_accuracy`)."""
     return top_k_accuracy(logits, labels, k=3)
 
 
-@register("top5", higher_is_better=True, description="Top-5 accuracy of the EEG classifier")
+@register("top5", higher_is_better=True, label="top-5", interval="wilson", rank=20, description="Top-5 accuracy of the EEG classifier")
 def top5(logits: Any, labels: Any) -> dict:
     """Top-5 accuracy (see :func:`top_k_accuracy`)."""
     return top_k_accuracy(logits, labels, k=5)
 
 
-@register("macro_f1", higher_is_better=True, description="Macro-averaged F1 of the EEG classifier (argmax)")
+@register("macro_f1", higher_is_better=True, label="macro-F1", level="set", show=False, description="Macro-averaged F1 of the EEG classifier (argmax)")
 def macro_f1(logits: Any, labels: Any, num_classes: int | None = None, all_classes: bool = False) -> dict:
     """Macro-F1 of argmax predictions; see the module doc for the class set averaged over.
 

@@ -14,7 +14,7 @@ from .registry import register
 __all__ = ["clip_similarity"]
 
 
-@register("clip_similarity", higher_is_better=True,
+@register("clip_similarity", higher_is_better=True, label="CS", rank=60,
           description="Mean cosine similarity between CLIP image embeddings of GT and generated images")
 def clip_similarity(emb_gt: Any, emb_gen: Any) -> dict:
     """Per-pair cosine of ``emb_gt[i]`` and ``emb_gen[i]`` ([M, D] each; normalised here).

@@ -59,7 +59,7 @@ def fid_from_features(feats_a: Any, feats_b: Any, eps: float = 1e-6) -> float:
     return frechet_distance(mu_a, s_a, mu_b, s_b, eps=eps)
 
 
-@register("fid", higher_is_better=False,
+@register("fid", higher_is_better=False, label="FID", fmt="{:.1f}", level="set", interval="jackknife_log", rank=70,
           description="Frechet distance between feature sets (FID on Inception-2048 features); lower is better")
 def fid(feats_a: Any, feats_b: Any, eps: float = 1e-6) -> dict:
     """Dict form of :func:`fid_from_features`: value, count_a, count_b, dim, rank_deficient

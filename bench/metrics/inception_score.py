@@ -19,7 +19,7 @@ from .registry import register
 __all__ = ["inception_score_from_logits", "inception_score_torch_fidelity"]
 
 
-@register("inception_score", higher_is_better=True,
+@register("inception_score", higher_is_better=True, label="IS", fmt="{:.2f}", level="set", interval="jackknife_log", rank=40,
           description="Inception Score exp(E KL(p(y|x) || p(y))) from classifier logits of generated images")
 def inception_score_from_logits(logits: Any, splits: int = 10, shuffle: bool = False, seed: int = 2020) -> dict:
     """Inception Score from logits [M, C] of the generated images.

@@ -13,7 +13,7 @@
   "expected IS (FID) of a set of this many test trials"; KID is unbiased and its interval (raw scale)
   is for the population value.
 
-``METRIC_INTERVAL`` names each metric's method; ``CI_METHODS`` says what each method covers. Results
+Each metric's spec (:class:`~bench.metrics.registry.Metric` ``interval``) names its method; ``CI_METHODS`` says what each method covers. Results
 carry ``ci_method`` (a key of ``CI_METHODS``) and ``ci_level``.
 """
 
@@ -25,9 +25,10 @@ import numpy as np
 from scipy import stats as sps
 
 from ._util import to_numpy
+from .registry import METRICS
 
 __all__ = [
-    "CI_METHODS", "METRIC_INTERVAL", "LEVEL", "draws_per_trial", "jackknife_interval", "mean_interval", "rate_interval",
+    "CI_METHODS", "LEVEL", "interval_of", "draws_per_trial", "jackknife_interval", "mean_interval", "rate_interval",
     "trial_interval", "wilson_interval",
 ]
 
@@ -42,14 +43,6 @@ CI_METHODS: dict[str, str] = {
     "jackknife": "normal interval with the leave-one-trial-out jackknife SE; KID is unbiased, so it covers the "
                  "population value",
 }
-
-METRIC_INTERVAL: dict[str, str] = {
-    "top1": "wilson", "top3": "wilson", "top5": "wilson",
-    "n_way_top_k": "wilson", "n_way_top_k_label": "wilson", "attribute_fidelity": "wilson",
-    "ssim": "student_t", "clip_similarity": "student_t",
-    "inception_score": "jackknife_log", "fid": "jackknife_log", "kid": "jackknife",
-}
-
 
 def _z(level: float) -> float:
     if not 0 < level < 1:
@@ -147,9 +140,14 @@ def draws_per_trial(result: dict) -> int:
     return int(result.get("trials") or 1) if "chance" in result else 1
 
 
+def interval_of(metric: str) -> str:
+    """The interval method a metric's spec names ("student_t" for metrics not registered here)."""
+    return METRICS[metric].interval if metric in METRICS else "student_t"
+
+
 def trial_interval(metric: str, values: Any, draws_per_unit: float = 1, level: float = LEVEL) -> dict:
-    """The interval ``METRIC_INTERVAL`` names for a per-trial metric (rates: Wilson; others: Student t)."""
-    method = METRIC_INTERVAL.get(metric, "student_t")
+    """The interval a per-trial metric's spec names (rates: Wilson; others: Student t)."""
+    method = interval_of(metric)
     if method == "wilson":
         return rate_interval(values, draws_per_unit=draws_per_unit, level=level)
     if method == "student_t":

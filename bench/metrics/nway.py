@@ -121,7 +121,7 @@ def _result(per_image: np.ndarray, *, C: int, n: int, n_eff: int, k: int, clampe
     }
 
 
-@register("n_way_top_k", higher_is_better=True,
+@register("n_way_top_k", higher_is_better=True, label="N-way top-K", interval="wilson", rank=30,
           description="N-way Top-K accuracy of generated images vs the classifier's argmax on the ground truth "
                       "(seeded Monte-Carlo draws, published protocol)")
 def n_way_top_k(
@@ -192,7 +192,7 @@ def _log_comb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-@register("n_way_top_k_exact", higher_is_better=True,
+@register("n_way_top_k_exact", higher_is_better=True, label="N-way top-K (exact)", show=False,
           description="Exact expected N-way Top-K (hypergeometric; zero-variance version of n_way_top_k)")
 def n_way_top_k_exact(
     probs_gen: Any,
@@ -260,7 +260,7 @@ def _map_labels(labels: Any, class_map: Any | None, num_classes: int) -> np.ndar
     return cmap.astype(np.int64)[lab]
 
 
-@register("n_way_top_k_label", higher_is_better=True,
+@register("n_way_top_k_label", higher_is_better=True, label="N-way top-K (label)", interval="wilson", show=False,
           description="N-way Top-K with the true dataset label (mapped to the classifier's classes) as reference")
 def n_way_top_k_label(
     probs_gen: Any,

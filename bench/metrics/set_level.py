@@ -59,7 +59,7 @@ def _need_trials(n: int, least: int, what: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-@register("inception_score_ci", higher_is_better=True,
+@register("inception_score_ci", higher_is_better=True, label="IS", fmt="{:.2f}", level="set", interval="jackknife_log", show=False,
           description="Inception Score (torch-fidelity formula) with a log-scale jackknife interval over test trials")
 def inception_score_with_ci(logits: Any, groups: Any = None, splits: int = 1, seed: int = 2020, level: float = LEVEL) -> dict:
     """IS of generated images from logits [M, C]; ``groups`` [M] gives each image's test trial.
@@ -130,7 +130,7 @@ def _jackknife_blocks(n: int, max_groups: int) -> np.ndarray:
     return np.arange(n) % max_groups if n > max_groups else np.arange(n)
 
 
-@register("fid_ci", higher_is_better=False,
+@register("fid_ci", higher_is_better=False, label="FID", fmt="{:.1f}", level="set", interval="jackknife_log", show=False,
           description="FID (torch-fidelity formula, clipped at 0) with a log-scale jackknife interval over test trials")
 def fid_with_ci(feats_gen: Any, feats_ref: Any, groups_gen: Any = None, groups_ref: Any = None, level: float = LEVEL,
                 max_groups: int = MAX_JACKKNIFE_GROUPS) -> dict:
@@ -207,7 +207,7 @@ def _trial_kernel(X: np.ndarray, gx: np.ndarray, Y: np.ndarray, gy: np.ndarray, 
     return out / np.outer(cx, cy)
 
 
-@register("kid", higher_is_better=False,
+@register("kid", higher_is_better=False, label="KID", fmt="{:.4f}", level="set", interval="jackknife", rank=80,
           description="KID: unbiased MMD^2 U-statistic over test trials (torch-fidelity's polynomial kernel) with a jackknife interval")
 def kid_with_ci(feats_gen: Any, feats_ref: Any, groups_gen: Any = None, groups_ref: Any = None, degree: int = 3,
                 gamma: float | None = None, coef0: float = 1.0, level: float = LEVEL) -> dict:

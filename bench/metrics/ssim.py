@@ -46,7 +46,7 @@ def _check(x: Any, name: str) -> np.ndarray:
     return a
 
 
-@register("ssim", higher_is_better=True,
+@register("ssim", higher_is_better=True, label="SSIM", rank=50,
           description="Mean SSIM (skimage, uint8 RGB, data_range=255, 7x7 uniform window) of GT vs generated pairs")
 def ssim(gt_uint8: Any, gen_uint8: Any) -> dict:
     """Mean SSIM over pairs ``(gt_uint8[i], gen_uint8[i])``, both uint8 [M, H, W, 3].

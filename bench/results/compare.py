@@ -7,7 +7,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from bench.results.leaderboard import COLUMNS, SET_LEVEL, load_records, records_of_grid
+from bench.metrics import METRICS, shown_metrics
+from bench.results.leaderboard import load_records, records_of_grid
 from bench.metrics import holm, paired_comparison, subject_comparison
 from bench.errors import UserError
 
@@ -35,6 +36,9 @@ def compare_methods(
     dataset are pooled, and ``datasets`` lists them). p-values are Holm-corrected over the metrics
     compared (``p_value_holm``, per level).
     """
+    from bench.plugins import load_entry_points
+
+    load_entry_points()  # installed plugins' metric specs (direction, label)
     recs = load_records(store)
     recs = [r for r in (records_of_grid(recs, grid) if grid else recs) if r.get("status") == "ok"]
     if subject is not None:
@@ -54,7 +58,7 @@ def compare_methods(
     pairs = sorted(set(by[method_a]) & set(by[method_b]))
     if not pairs:
         raise UserError(f"{method_a} and {method_b} share no (dataset, subject, fraction, seed): nothing to pair")
-    names = metrics or [m for m in COLUMNS if m not in SET_LEVEL]
+    names = metrics or [m.name for m in shown_metrics() if m.level == "trial"]
     out = {}
     for metric in names:
         runs: dict[tuple, list[tuple[list, list]]] = defaultdict(list)  # (dataset, subject, fraction) -> per-seed trial lists
@@ -75,7 +79,7 @@ def compare_methods(
         a, b = np.concatenate(a), np.concatenate(b)
         res = paired_comparison(a, b, seed=0)
         entry = {"mean_a": float(np.mean(a)), "mean_b": float(np.mean(b)), **{k: res[k] for k in ("diff", "ci_low", "ci_high", "p_value", "p_value_wilcoxon", "n")},
-                 "higher_is_better": COLUMNS[metric][1] if metric in COLUMNS else True}
+                 "higher_is_better": METRICS[metric].higher_is_better if metric in METRICS else True}
         if len(subjects) >= 2:
             sa = [float(np.concatenate(v[0]).mean()) for v in subjects.values()]
             sb = [float(np.concatenate(v[1]).mean()) for v in subjects.values()]
@@ -95,7 +99,7 @@ def compare_methods(
 
 
 def _title(metric: str) -> str:
-    return COLUMNS[metric][0] if metric in COLUMNS else metric
+    return METRICS[metric].label if metric in METRICS else metric
 
 
 def compare_markdown(result: dict) -> str:

@@ -18,47 +18,43 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.metrics.intervals import CI_METHODS, METRIC_INTERVAL, draws_per_trial, trial_interval
+from bench.metrics import METRICS, shown_metrics
+from bench.metrics.intervals import CI_METHODS, draws_per_trial, interval_of, trial_interval
 
 if TYPE_CHECKING:
     from bench.experiment.grid import Grid
 
-# metric -> (column title, higher is better, format)
-COLUMNS: dict[str, tuple[str, bool, str]] = {
-    "top1": ("top-1", True, "{:.3f}"),
-    "top5": ("top-5", True, "{:.3f}"),
-    "n_way_top_k": ("N-way top-K", True, "{:.3f}"),
-    "inception_score": ("IS", True, "{:.2f}"),
-    "ssim": ("SSIM", True, "{:.3f}"),
-    "clip_similarity": ("CS", True, "{:.3f}"),
-    "fid": ("FID", False, "{:.1f}"),
-    "kid": ("KID", False, "{:.4f}"),
-    "attribute_fidelity": ("attr.", True, "{:.3f}"),
-}
-SET_LEVEL = {"inception_score", "fid", "kid"}
 SET_INTERVALS = {"jackknife_log", "jackknife"}  # stored set-level intervals shown (older: percentile bootstrap, not shown)
-REFERENCE_METHODS = {"chance", "oracle_caption", "oracle_label", "brainvis_stage2_true", "brainvis_stage2_random"}
+PUBLISHED_FILE = Path(__file__).resolve().parent / "published.toml"
 
-PUBLISHED = {
-    "source": "BrainVis (Fu et al., arXiv 2312.14871 v3 / ICASSP 2025), tables as quoted in this project's REFERENCE",
-    "rows": [
-        ("BrainVis", "subject 4", {"n_way_top_k": 0.4927, "inception_score": 31.53, "fid": 121.0}),
-        ("BrainVis", "average", {"top1": 0.4766, "top5": 0.9120, "n_way_top_k": 0.4546, "inception_score": 31.00, "fid": 126.66}),
-        ("DreamDiffusion", "subject 4", {"n_way_top_k": 0.4580}),
-        ("KD-STFT", "-", {"top1": 0.4120, "top5": 0.8782}),
-        ("Brain2Image (LSTM)", "-", {"top1": 0.1648, "top5": 0.5524, "inception_score": 5.07}),
-        ("EEG-ChannelNet", "-", {"top1": 0.3130}),
-        ("S-EEGNet", "-", {"top1": 0.2520}),
-        ("BrainVis v1 (buggy SSIM, non-standard IS)", "subject 4", {"n_way_top_k": 0.4927, "inception_score": 7.6294, "ssim": 0.7524, "clip_similarity": 0.6025}),
-    ],
-}
+
+def _set_level(metric: str) -> bool:
+    """One value per set of images (IS, FID, KID): no per-trial values, no paired comparison."""
+    return metric in METRICS and METRICS[metric].level == "set"
+
+
+@lru_cache(maxsize=1)
+def published() -> dict:
+    """The published numbers (:data:`PUBLISHED_FILE`): ``{"source", "note", "rows": [(method, setting, {metric: value})]}``."""
+    data = tomllib.loads(PUBLISHED_FILE.read_text(encoding="utf-8"))
+    rows = [(r["method"], r["setting"], {k: v for k, v in r.items() if k not in ("method", "setting")}) for r in data["rows"]]
+    return {"source": data["source"], "note": data.get("note", ""), "rows": rows}
+
+
+def reference_methods() -> frozenset[str]:
+    """Names of reference rows (chance, oracles): the registered methods of kind "reference row"."""
+    from bench.methods.registry import load_builtin_methods
+
+    return frozenset(n for n, cls in load_builtin_methods().items() if cls.kind == "reference row")
 
 
 def load_records(store: str | Path) -> list[dict]:
@@ -150,7 +146,7 @@ def _cell(recs: list[dict], metric: str) -> dict | None:
     vals = [r["metrics"][metric] for r in recs if metric in r.get("metrics", {})]
     if not vals:
         return None
-    if metric not in SET_LEVEL and all(v.get("per_trial") for v in vals):
+    if not _set_level(metric) and all(v.get("per_trial") for v in vals):
         units = _subject_units(recs, metric)
         pooled = np.concatenate([u for u, _ in units.values()])
         seeds = min(k for _, k in units.values())
@@ -185,7 +181,8 @@ def group_rows(records: list[dict], datasets: list[str] = ()) -> tuple[list[RowK
     for r in records:
         groups[_row_key(r, uses_w)].append(r)
     rank = {d: i for i, d in enumerate(datasets)}
-    order = sorted(groups, key=lambda k: (rank.get(k.dataset, len(rank)), k.dataset, k.method in REFERENCE_METHODS, k.method, k.variant, k.fraction, -1 if k.w is None else k.w))
+    refs = reference_methods()
+    order = sorted(groups, key=lambda k: (rank.get(k.dataset, len(rank)), k.dataset, k.method in refs, k.method, k.variant, k.fraction, -1 if k.w is None else k.w))
     return order, groups
 
 
@@ -197,8 +194,9 @@ def build_table(records: list[dict], metrics: list[str], datasets: list[str] = (
 def _best(order: list[RowKey], cells: dict, metric: str, higher: bool) -> set[RowKey]:
     """Best EEG method per dataset (reference rows excluded)."""
     best: set[RowKey] = set()
+    refs = reference_methods()
     for dataset in {k.dataset for k in order}:
-        cand = [(c[metric]["value"], k) for k, c in cells.items() if k.dataset == dataset and c[metric] is not None and k.method not in REFERENCE_METHODS]
+        cand = [(c[metric]["value"], k) for k, c in cells.items() if k.dataset == dataset and c[metric] is not None and k.method not in refs]
         if cand:
             target = max(v for v, _ in cand) if higher else min(v for v, _ in cand)
             best |= {k for v, k in cand if v == target}
@@ -207,7 +205,7 @@ def _best(order: list[RowKey], cells: dict, metric: str, higher: bool) -> set[Ro
 
 def _present_metrics(records: list[dict]) -> list[str]:
     have = {m for r in records for m in r.get("metrics", {})}
-    return [m for m in COLUMNS if m in have]
+    return [m.name for m in shown_metrics() if m.name in have]
 
 
 def _axes_columns(order: list[RowKey]) -> list[str]:
@@ -222,11 +220,11 @@ def _axes_columns(order: list[RowKey]) -> list[str]:
 def markdown_table(records: list[dict], metrics: list[str], chance: dict[str, float], labels: dict[str, str] | None = None) -> str:
     order, cells = build_table(records, metrics, list(labels or {}))
     axes = _axes_columns(order)
-    head = ["method"] + axes + [f"{COLUMNS[m][0]} {'↑' if COLUMNS[m][1] else '↓'}" for m in metrics]
+    head = ["method"] + axes + [METRICS[m].title for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (1 + len(axes)) + ["---:"] * len(metrics)) + "|"]
-    best = {m: _best(order, cells, m, COLUMNS[m][1]) for m in metrics}
+    best = {m: _best(order, cells, m, METRICS[m].higher_is_better) for m in metrics}
     for k in order:
-        ref = k.method in REFERENCE_METHODS
+        ref = k.method in reference_methods()
         row = [f"*{k.label()}*" if ref else k.label()]
         if "dataset" in axes:
             row.append((labels or {}).get(k.dataset, k.dataset))
@@ -234,10 +232,10 @@ def markdown_table(records: list[dict], metrics: list[str], chance: dict[str, fl
             row.append(f"{k.fraction:g}")
         if "w" in axes:
             row.append("–" if k.w is None else f"{k.w:g}")
-        row += [_fmt(cells[k][m], COLUMNS[m][2], k in best[m], ref) for m in metrics]
+        row += [_fmt(cells[k][m], METRICS[m].fmt, k in best[m], ref) for m in metrics]
         lines.append("| " + " | ".join(row) + " |")
     if chance:
-        row = ["*chance (analytic)*"] + [""] * len(axes) + [f"*{COLUMNS[m][2].format(chance[m])}*" if m in chance else "–" for m in metrics]
+        row = ["*chance (analytic)*"] + [""] * len(axes) + [f"*{METRICS[m].format(chance[m])}*" if m in chance else "–" for m in metrics]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -252,7 +250,7 @@ def dataset_comparison(records: list[dict], metrics: list[str], datasets: list[s
     labels = labels or {}
     a, b = datasets
     order, groups = group_rows(records, datasets)
-    per_trial = [m for m in metrics if m not in SET_LEVEL]
+    per_trial = [m for m in metrics if not _set_level(m)]
     by_row: dict[tuple, dict[str, list[dict]]] = defaultdict(dict)
     for k in order:
         by_row[(k.method, k.variant, k.fraction, k.w)][k.dataset] = groups[k]
@@ -277,14 +275,14 @@ def dataset_comparison(records: list[dict], metrics: list[str], datasets: list[s
                 cells.append("–")
                 continue
             m, c = t
-            f = COLUMNS[m][2]
+            f = METRICS[m].fmt
             cells.append(f"{c['diff']:+.3f} [{f.format(c['ci_low'])}, {f.format(c['ci_high'])}], p={c['p_value']:.3g} (Holm {next(adjusted):.3g})")
         label = method + (f" [{variant}]" if variant else "")
-        label = f"*{label}*" if method in REFERENCE_METHODS else label
+        label = f"*{label}*" if method in reference_methods() else label
         extra = ([f"{fraction:g}"] if several_fractions else []) + ([("–" if w is None else f"{w:g}")] if any_w else [])
         lines.append("| " + " | ".join([label, *extra, *cells]) + " |")
     axes = (["fraction"] if several_fractions else []) + (["w"] if any_w else [])
-    head = ["method", *axes, *[f"Δ {COLUMNS[m][0]}" for m in per_trial]]
+    head = ["method", *axes, *[f"Δ {METRICS[m].label}" for m in per_trial]]
     intro = (
         f"Change from **{labels.get(a, a)}** to **{labels.get(b, b)}** (the second minus the first), per method: mean over test "
         "trials (subjects both datasets have; each trial's value averaged over seeds), 95% percentile-bootstrap CI (each "
@@ -317,14 +315,14 @@ def method_comparisons(records: list[dict], metrics: list[str], labels: dict[str
     _, groups = group_rows(records, list(labels))
     several = len({k.dataset for k in order}) > 1
     tests = []
-    for m in (m for m in metrics if m not in SET_LEVEL):
-        bold = _best(order, cells, m, COLUMNS[m][1])
+    for m in (m for m in metrics if not _set_level(m)):
+        bold = _best(order, cells, m, METRICS[m].higher_is_better)
         for dataset in dict.fromkeys(k.dataset for k in order):
             best = next((k for k in order if k in bold and k.dataset == dataset), None)
             if best is None:
                 continue
             for other in order:
-                if other == best or other.method in REFERENCE_METHODS or cells[other][m] is None:
+                if other == best or other.method in reference_methods() or cells[other][m] is None:
                     continue
                 if (other.dataset, other.fraction, other.w) != (best.dataset, best.fraction, best.w):
                     continue
@@ -352,7 +350,7 @@ def method_comparisons(records: list[dict], metrics: list[str], labels: dict[str
         ci = "–" if r["ci_low"] is None else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
         dz = "–" if r.get("d_z") is None else f"{r['d_z']:+.2f}"
         n = f"{r['n']} {'subjects' if level == 'subjects' else 'trials'}"
-        row = [COLUMNS[m][0], *([labels.get(best.dataset, best.dataset)] if several else []), best.label(), other.label(),
+        row = [METRICS[m].label, *([labels.get(best.dataset, best.dataset)] if several else []), best.label(), other.label(),
                f"{r['diff']:+.3f}", ci, dz, f"{r['p_value']:.3g}", f"{p_holm:.3g}", n]
         lines.append("| " + " | ".join(row) + " |")
     how = []
@@ -424,17 +422,17 @@ def _protocol(records: list[dict], grid: str, audit: dict | None, labels: dict[s
 def _interval_lines(records: list[dict]) -> list[str]:
     """The protocol's statement of which interval each metric column uses (and what older records lack)."""
     def shown(m: str) -> bool:  # set-level: only where a record carries a jackknife interval
-        return m not in SET_LEVEL or any((_cell([r], m) or {}).get("method") for r in records if m in r.get("metrics", {}))
+        return not _set_level(m) or any((_cell([r], m) or {}).get("method") for r in records if m in r.get("metrics", {}))
 
     by_method: dict[str, list[str]] = defaultdict(list)
     for m in _present_metrics(records):
         if shown(m):
-            by_method[METRIC_INTERVAL.get(m, "student_t")].append(COLUMNS[m][0])
+            by_method[interval_of(m)].append(METRICS[m].label)
     lines = [f"- 95% intervals, {', '.join(cols)}: {CI_METHODS[method]}" for method, cols in by_method.items()]
     lines.append("- a row pools its records' test trials (a trial run with several seeds is one unit, its mean over seeds; the average "
                  "table pools the subjects' trials, so with equal test sets its value is the mean of the per-subject means); "
                  "set-level metrics (IS, FID, KID) of rows with several records are means over records, without an interval")
-    stale = sorted({COLUMNS[m][0] for r in records for m in SET_LEVEL & set(r.get("metrics", {}))
+    stale = sorted({METRICS[m].label for r in records for m in r.get("metrics", {}) if _set_level(m)
                     if (_cell([r], m) or {}).get("stale")})
     if stale:
         lines.append(f"- {', '.join(stale)}: records scored before the jackknife intervals carry percentile-bootstrap intervals (a resample "
@@ -453,11 +451,12 @@ def _grid_text(grid: "str | Grid") -> str:
 
 
 def _published_table() -> str:
-    metrics = [m for m in COLUMNS if any(m in vals for _, _, vals in PUBLISHED["rows"])]
-    lines = ["| method | setting | " + " | ".join(COLUMNS[m][0] for m in metrics) + " |", "|---|---|" + "|".join(["---:"] * len(metrics)) + "|"]
-    for name, setting, vals in PUBLISHED["rows"]:
+    pub = published()
+    metrics = [m.name for m in shown_metrics() if any(m.name in vals for _, _, vals in pub["rows"])]
+    lines = ["| method | setting | " + " | ".join(METRICS[m].label for m in metrics) + " |", "|---|---|" + "|".join(["---:"] * len(metrics)) + "|"]
+    for name, setting, vals in pub["rows"]:
         lines.append(f"| {name} | {setting} | " + " | ".join(f"{vals[m]:g}" if m in vals else "–" for m in metrics) + " |")
-    return "\n".join(lines) + f"\n\nSource: {PUBLISHED['source']}. The v1 SSIM used `data_range=255` on normalised floats (inflated); its IS used a non-standard formula."
+    return "\n".join(lines) + f"\n\nSource: {pub['source']}. {pub['note']}"
 
 
 def render_markdown(records: list[dict], grid: str, *, audit: dict | None = None, plots: list[str] = (), gallery: str | None = None, labels: dict[str, str] | None = None, about: str = "",
@@ -513,9 +512,9 @@ def render_latex(records: list[dict], labels: dict[str, str] | None = None) -> s
     metrics = _present_metrics(ok)
     order, cells = build_table(ok, metrics, list(labels or {}))
     axes = _axes_columns(order)
-    best = {m: _best(order, cells, m, COLUMNS[m][1]) for m in metrics}
+    best = {m: _best(order, cells, m, METRICS[m].higher_is_better) for m in metrics}
     arrows = {True: "$\\uparrow$", False: "$\\downarrow$"}
-    head = ["Method"] + [a.capitalize() for a in axes] + [f"{COLUMNS[m][0]} {arrows[COLUMNS[m][1]]}" for m in metrics]
+    head = ["Method"] + [a.capitalize() for a in axes] + [f"{METRICS[m].label} {arrows[METRICS[m].higher_is_better]}" for m in metrics]
     lines = ["\\begin{tabular}{" + "l" * (1 + len(axes)) + "r" * len(metrics) + "}", "\\toprule", " & ".join(head) + " \\\\", "\\midrule"]
     for k in order:
         row = [k.label().replace("_", "\\_")]
@@ -530,9 +529,9 @@ def render_latex(records: list[dict], labels: dict[str, str] | None = None) -> s
             if c is None:
                 row.append("--")
                 continue
-            s = COLUMNS[m][2].format(c["value"])
+            s = METRICS[m].format(c["value"])
             if c["lo"] is not None:
-                s += f" {{\\scriptsize[{COLUMNS[m][2].format(c['lo'])}, {COLUMNS[m][2].format(c['hi'])}]}}"
+                s += f" {{\\scriptsize[{METRICS[m].format(c['lo'])}, {METRICS[m].format(c['hi'])}]}}"
             row.append(f"\\textbf{{{s}}}" if k in best[m] else s)
         lines.append(" & ".join(row) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
@@ -563,7 +562,7 @@ def render_csv(records: list[dict]) -> str:
 def _plottable(records: list[dict], axis: str) -> bool:
     by: dict[str, set] = defaultdict(set)
     for r in records:
-        if r["method"] not in REFERENCE_METHODS:
+        if r["method"] not in reference_methods():
             by[(r["method"], r.get("variant") or "")].add(r[axis])
     return any(len(v) >= 2 for v in by.values())
 
@@ -575,7 +574,7 @@ def plot_axis(records: list[dict], axis: str, metrics: list[str], path: Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in records if r.get("status") == "ok" and r["method"] not in REFERENCE_METHODS]
+    ok = [r for r in records if r.get("status") == "ok" and r["method"] not in reference_methods()]
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in ok:
         by_method[r["method"] + (f" [{r['variant']}]" if r.get("variant") else "")].append(r)
@@ -598,7 +597,7 @@ def plot_axis(records: list[dict], axis: str, metrics: list[str], path: Path) ->
         if axis == "fraction":
             ax.set_xscale("log")
         ax.set_xlabel("training-data fraction" if axis == "fraction" else "interpolation weight w (caption)")
-        ax.set_title(f"{COLUMNS[metric][0]} {'↑' if COLUMNS[metric][1] else '↓'}")
+        ax.set_title(METRICS[metric].title)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
@@ -696,8 +695,11 @@ def records_of_grid(records: list[dict], grid: "str | Grid") -> list[dict]:
 def write_leaderboard(store: str | Path, grid: "str | Grid", out_dir: str | Path = "leaderboards", fmt: str = "md", *, data_root: str | Path | None = None, figures: bool = True) -> list[Path]:
     """Write ``<out>/<grid name>.md`` (or .tex / .csv) and its figures from the store's records.
     ``grid``: a name, a grid file or a Grid (see :func:`records_of_grid`)."""
+    from bench.plugins import grid_plugins
+
     store, out_dir = Path(store), Path(out_dir)
     name, g = resolve_grid(grid)
+    grid_plugins(g)  # installed plugins and the grid's include: their metrics' columns and methods' kinds
     records = records_of_grid(load_records(store), g or name)
     if not records:
         from bench.errors import UserError
