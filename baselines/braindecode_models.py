@@ -21,6 +21,7 @@ from bench.methods.base import register_method
 
 
 class BraindecodeBaseline(ClassifyThenDraw):
+    cost = 2.0
     """A braindecode model class named ``model_class``. Any constructor argument of that class may
     appear in the profile section (or the trial options) and is passed on; arguments not given keep
     braindecode's defaults (the fit report records only the given ones)."""

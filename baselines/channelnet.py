@@ -116,6 +116,7 @@ class EEGChannelNet(nn.Module):
 @register_method
 class ChannelNetBaseline(ClassifyThenDraw):
     name = "channelnet"
+    cost = 3.0
     description = "EEG-ChannelNet: dilated temporal convs, multi-scale spatial convs, residual blocks -> 40-way classifier; draws the predicted class prompt."
     source = "Palazzo et al., Decoding Brain Representations by Multimodal Learning of Neural Activity and Visual Features, TPAMI 2020"
     model_defaults = {

@@ -191,6 +191,7 @@ def _batches(n: int, batch: int, g: torch.Generator):
 @register_method
 class DreamDiffusion(Method):
     name = "dreamdiffusion"
+    cost = 2.0
     description = "MAE-pretrained EEG transformer -> 77-token conditioning aligned to CLIP image + caption embeddings; single-stage txt2img."
     source = "Bai et al., DreamDiffusion: Generating High-Quality Images from Brain EEG Signals, ECCV 2024 (arXiv 2306.16934)"
     uses_w = False

@@ -31,6 +31,7 @@ class ReferenceRow(Method):
 
     reference: ClassVar[bool] = True
     kind = "reference row"
+    cost = 0.2
     needs_generator = True
     uses_w = False
     uses_fraction = False

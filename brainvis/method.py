@@ -150,6 +150,7 @@ def build_alignment(cfg: BrainVisConfig, encoder: BrainVisEncoder, *, n_tokens: 
 @register_method
 class BrainVis(Method):
     name = "brainvis"
+    cost = 3.0  # measured: ~5.7 min per full-data trial on the mini world
     description = "Time (masked modeling) + frequency (FFT-LSTM) encoders, CLIP-text alignment with weight w, cascaded diffusion."
     source = "Fu et al., BrainVis, ICASSP 2025 (arXiv 2312.14871)"
     uses_w = True

@@ -221,3 +221,17 @@ def test_cache_dir_flag_sets_the_cache_for_the_command(tmp_path, monkeypatch):
     assert cache_dir() == tmp_path / "from-env"
     assert main(["--cache-dir", str(tmp_path / "from-flag"), "grid", "list"]) == 0
     assert cache_dir() == tmp_path / "from-flag"
+
+
+def test_method_options_from_the_grid_reach_the_trials_and_are_checked(tmp_path):
+    """[options.<method>] sets a method's hyperparameters for one grid (variants' options win); unknown
+    keys and methods off the axis are refused up front."""
+    g = parse_grid({"axes": {"method": ["eegnet", "chance"]}, "options": {"eegnet": {"epochs": 7, "lr": 0.01}},
+                    "variants": [{"name": "fast", "options": {"epochs": 3}, "methods": ["eegnet"]}, {"name": "base", "methods": ["eegnet"]}]}, name="t")
+    specs = {(s.method, s.options) for s in expand(g, uses_w=lambda m: False)}
+    assert specs == {("eegnet", (("epochs", 3), ("lr", 0.01))), ("eegnet", (("epochs", 7), ("lr", 0.01))), ("chance", ())}
+    assert method_problems(g) == []
+    bad = parse_grid({"axes": {"method": ["eegnet"]}, "options": {"eegnet": {"epoch": 7}}}, name="t")
+    assert method_problems(bad) == ["eegnet: unknown option(s) epoch (see `bench methods show eegnet`)"]
+    with pytest.raises(UserError, match=r"\[options.lstm\]: 'lstm' is not on the method axis"):
+        parse_grid({"axes": {"method": ["eegnet"]}, "options": {"lstm": {"epochs": 1}}}, name="t")

@@ -142,3 +142,18 @@ def test_load_frame(tmp_path):
     ok = df[df.status == "ok"].set_index("key")
     assert ok.loc["a", "metric.top1"] == 0.5 and ok.loc["a", "metric.top1.ci_low"] == 0.4 and ok.loc["b", "seed"] == 9
     assert df.set_index("key").loc["c", "error"] == "boom"
+
+
+def test_records_carry_a_schema_version_and_newer_ones_are_skipped(tmp_path):
+    from bench.results.store import RECORD_SCHEMA, StoreWarning, read_records
+
+    rec = make_record(key="k1", spec=SPEC, identity={}, started=now_iso(), finished=now_iso(), wall_s=0.1, result={"metrics": {}})
+    assert rec["schema"] == RECORD_SCHEMA
+    folder = tmp_path / "records"
+    folder.mkdir()
+    (folder / "k1.json").write_text(json.dumps(rec))
+    old = {k: v for k, v in rec.items() if k != "schema"} | {"key": "k0"}  # schema 1: no field
+    (folder / "k0.json").write_text(json.dumps(old))
+    (folder / "k2.json").write_text(json.dumps(rec | {"key": "k2", "schema": RECORD_SCHEMA + 1}))
+    with pytest.warns(StoreWarning, match="k2.json: skipped: record schema 3 is newer"):
+        assert [r["key"] for r in read_records(folder)] == ["k0", "k1"]

@@ -44,9 +44,14 @@ def test_grid_syntax_for_variant_w_world_variants_and_checks():
             parse_grid(data)
 
 
+OPTIONS = {"full": {}, "no_freq": {"use_freq": False}}
+
+
 def _records(world: str, variant: str, w: float, per_trial: np.ndarray, metric: str = "top1") -> dict:
-    return {"key": f"{world}-{variant}-{w}", "status": "ok", "method": "brainvis", "variant": variant, "w": w, "subject": 4, "fraction": 1.0,
-            "seed": 0, "config": {"dataset_id": world}, "metrics": {metric: {"value": float(per_trial.mean()), "per_trial": per_trial.tolist()}}}  # fmt: skip
+    # "full" records carry no variant name: a trial another grid ran (same options) pairs all the same
+    return {"key": f"{world}-{variant}-{w}", "status": "ok", "method": "brainvis", "variant": None if variant == "full" else variant, "w": w, "subject": 4,
+            "fraction": 1.0, "seed": 0, "options": OPTIONS.get(variant, {}), "config": {"dataset_id": world},
+            "metrics": {metric: {"value": float(per_trial.mean()), "per_trial": per_trial.tolist()}}}  # fmt: skip
 
 
 def test_verdicts_follow_the_rule():

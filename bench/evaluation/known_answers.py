@@ -47,20 +47,34 @@ def _side(grid, side: dict) -> tuple[str, str | None, float | None]:
     return method, side.get("variant"), float(w) if registry_uses_w(method) else NO_W
 
 
-def _records(records: list[dict], dataset: str, method: str, variant: str | None, w: float) -> dict[tuple, dict]:
+def _options(grid, method: str, variant: str | None) -> dict:
+    """The options a trial of ``method`` in ``variant`` runs with (what its records carry)."""
+    v = next((v for v in grid.variants if v.name == variant), None)
+    return grid.method_options(method) | (v.options if v is not None else {})
+
+
+def _records(records: list[dict], dataset: str, method: str, options: dict, w: float) -> dict[tuple, dict]:
+    """Records matched by what determines the trial (method, options, w), not by the variant's name:
+    a trial another grid ran with the same options is the same trial."""
     out = {}
     for r in records:
         if r.get("status") != "ok" or (r.get("config") or {}).get("dataset_id") != dataset:
             continue
-        if r["method"] == method and (r.get("variant") or None) == variant and abs(float(r["w"]) - w) < 1e-9:
+        if r["method"] == method and (r.get("options") or {}) == options and abs(float(r["w"]) - w) < 1e-9:
             out.setdefault((r["subject"], float(r["fraction"]), r["seed"]), r)
     return out
 
 
-def paired_values(records: list[dict], dataset: str, a: tuple, b: tuple, metric: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per-trial values of ``metric`` for sides ``a`` and ``b`` on the same test trials of ``dataset``
-    (concatenated over the matching (subject, fraction, seed) runs), and the number of runs paired."""
-    ra, rb = _records(records, dataset, *a), _records(records, dataset, *b)
+def paired_values(records: list[dict], dataset: str, a: tuple, b: tuple, metric: str, grid=None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-trial values of ``metric`` for sides ``a`` and ``b`` (method, variant, w) on the same test
+    trials of ``dataset`` (concatenated over the matching (subject, fraction, seed) runs), and the
+    number of runs paired. ``grid`` gives the variants' options (without it: no options)."""
+
+    def side_records(side: tuple) -> dict[tuple, dict]:
+        method, variant, w = side
+        return _records(records, dataset, method, _options(grid, method, variant) if grid is not None else {}, w)
+
+    ra, rb = side_records(a), side_records(b)
     xa, xb, runs = [], [], 0
     for key in sorted(set(ra) & set(rb)):
         ma, mb = ra[key]["metrics"].get(metric), rb[key]["metrics"].get(metric)
@@ -83,7 +97,7 @@ def check_results(records: list[dict], grid) -> list[dict]:
         res = {"name": c.get("name") or c["effect"], "effect": c["effect"], "metric": c["metric"], "expect": c.get("expect", "positive"),
                "a": a, "b": b, "planted_world": planted, "null_world": null}  # fmt: skip
         for where, dataset in (("planted", planted), ("null", null)):
-            xa, xb, runs = paired_values(records, dataset, a, b, c["metric"]) if dataset else (np.array([]), np.array([]), 0)
+            xa, xb, runs = paired_values(records, dataset, a, b, c["metric"], grid) if dataset else (np.array([]), np.array([]), 0)
             if len(xa) < 2:
                 res[where] = None
                 continue

@@ -206,7 +206,7 @@ def finish(metric: Metric, result: dict, s: ScoreSettings) -> dict:
 def _top_k(k: int):
     def scorer(inp: ScoringInputs) -> dict:
         m = inp.classification
-        return _with_ci(m[f"top{k}"], np.array(m[f"per_trial_top{k}"]), inp.settings, interval="wilson", draws=1)
+        return _with_ci(m[f"top{k}"], np.array(m[f"per_trial_top{k}"]), inp.settings, interval="wilson", draws=1, n_classes=int(inp.logits.shape[1]))
 
     return scorer
 

@@ -13,6 +13,9 @@ A grid file::
     w = [0.5]                                 # semantic interpolation weight, in [0, 1]
     seed = [0]
 
+    [options.eegnet]                          # optional: a method's hyperparameters for this grid
+    epochs = 30                               # (keys of `bench methods show eegnet`; variants' options win)
+
     [[variants]]                              # optional named option sets
     name = "no_time"
     options = { use_time = false }
@@ -57,7 +60,7 @@ from bench.paths import GRIDS_DIR
 
 PROFILES = ("mini", "paper")
 NO_W = 0.5  # the w value trials of methods without a w axis get
-TOP_KEYS = {"description", "note", "profile", "axes", "variants", "worlds", "generate", "checks", "include"}
+TOP_KEYS = {"description", "note", "profile", "axes", "variants", "worlds", "generate", "checks", "include", "options"}
 WORLD_KEYS = {"scale", "seed", "block_drift", "effects", "raw_file", "variants", "name", "generate"}
 AXIS_KEYS = {"method", "subject", "fraction", "w", "seed", "profile"}
 VARIANT_KEYS = {"name", "options", "methods", "w"}
@@ -97,6 +100,11 @@ class Grid:
     generate: bool = True  # False: classification only (no backbones, no images)
     checks: tuple[dict, ...] = ()  # known-answer checks (see bench.evaluation.known_answers)
     include: tuple[str, ...] = ()  # plugin references (bench.plugins), folders and files relative to the grid file
+    options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # [options.<method>]: hyperparameters per method
+
+    def method_options(self, method: str) -> dict[str, Any]:
+        """The grid's ``[options.<method>]`` for ``method`` ({} if none)."""
+        return dict(dict(self.options).get(method, ()))
 
     def world_generates(self, world: dict | None) -> bool:
         """Whether trials on ``world`` generate images (a world's ``generate`` overrides the grid's)."""
@@ -296,6 +304,12 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
     if not isinstance(include, list) or not all(isinstance(x, str) and x.strip() for x in include):
         problems.append('include must be a list of plugin references, e.g. include = ["my_methods/", "mypkg.methods"]')
         include = []
+    options = data.get("options", {})
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        problems.append("options must hold one table per method, e.g. [options.eegnet] epochs = 30")
+        options = {}
+    for m in sorted(set(options) - set(methods)):
+        problems.append(f"[options.{m}]: {m!r} is not on the method axis")
     desc = data.get("description", "")
     note = data.get("note", "")
     for key, val in (("description", desc), ("note", note)):
@@ -319,6 +333,7 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
         generate=bool(generate),
         checks=tuple(dict(c) for c in checks),
         include=tuple(include),
+        options=tuple((m, tuple(sorted(o.items()))) for m, o in sorted(options.items())),
     )
 
 
@@ -372,7 +387,16 @@ def method_problems(grid: Grid) -> list[str]:
     unknown = [m for m in dict.fromkeys(grid.methods) if m not in METHODS]
     if unknown:
         return [f"unknown method(s) {', '.join(map(repr, unknown))}; known methods: {', '.join(sorted(METHODS))}"]
-    return []
+    problems = []
+    for m in dict.fromkeys(grid.methods):
+        known = set(METHODS[m].defaults())
+        given = set(grid.method_options(m))
+        if known:
+            given |= {k for v in grid.variants if v.applies_to(m) for k in v.options}
+        bad = sorted(given - known)
+        if bad:
+            problems.append(f"{m}: unknown option(s) {', '.join(bad)} (see `bench methods show {m}`)")
+    return problems
 
 
 def check_subjects(grid: Grid, available: list[int]) -> None:
@@ -437,7 +461,7 @@ def expand_trials(grid: Grid, *, uses_w: Callable[[str], bool] | None = None, wo
         for variant in variants:
             axis = variant.ws if variant is not None and variant.ws else grid.ws
             ws = list(dict.fromkeys(float(w) for w in axis)) if uses_w(method) else [NO_W]
-            options = tuple(sorted((variant.options if variant else {}).items()))
+            options = tuple(sorted((grid.method_options(method) | (variant.options if variant else {})).items()))
             for subject in dict.fromkeys(grid.subjects):
                 for fraction in fractions:
                     for w in ws:

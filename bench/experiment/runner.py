@@ -93,6 +93,12 @@ class PlannedTrial:
     variant: str | None = None
 
 
+def _expected_cost(p: PlannedTrial) -> float:
+    """Scheduling only: a method's relative ``cost`` scaled by its training-data fraction."""
+    cls = get_method(p.spec.method)
+    return cls.cost * (max(p.spec.fraction, 0.1) if cls.uses_fraction else 1.0)
+
+
 def plan(trials: Iterable, env: RunEnv) -> list[PlannedTrial]:
     """Keys and identities for ``trials`` (TrialSpecs or :class:`bench.experiment.grid.GridTrial`), deduplicated."""
     ids: dict | None = None
@@ -411,6 +417,7 @@ def run_grid(
     if not pending:
         summary.wall_s = time.perf_counter() - t_start
         return summary
+    pending.sort(key=_expected_cost, reverse=True)  # longest first, so no long trial runs alone at the end (stable)
 
     if progress and hasattr(progress, "starting"):
         progress.starting(len(pending), address)

@@ -23,10 +23,8 @@ from bench.plugins import load_plugins
 from bench.methods.training import SharedWork
 from bench.paths import cache_dir
 from bench.evaluation.scoring import ScoreSettings, ScoringInputs, score
-from bench.world.images import load_attributes
 from bench.results.store import code_version, identity_key
-from bench.data.classes import NAME_BY_WNID, class_prompt
-from bench.data.eegcvpr40 import EEG_FILE, SPLIT_FILES, T_END, T_START, DataConfig, image_path, load_release, load_split_data, load_splits, select_split
+from bench.data.dataset import DEFAULT_FORMAT, Dataset, open_dataset
 
 
 @dataclass(frozen=True)
@@ -44,36 +42,15 @@ class RunEnv:
     device: str = "cpu"
     cache_dir: str | None = None  # shared work (captions); default: bench.paths.cache_dir()
     plugins: tuple[str, ...] = ()  # plugin references (bench.plugins) every actor imports before its method
+    dataset_format: str = DEFAULT_FORMAT  # a registered bench.data.dataset format
+
+    def dataset(self) -> Dataset:
+        return open_dataset(self.data_root, self.dataset_format, split_mode=self.split_mode)
 
 
-@lru_cache(maxsize=2)
-def _release(path: str):
-    # Finiteness is checked per trial set (make_trial_set), so a trial touches only its subject's
-    # pages of the memory-mapped file rather than all of them.
-    return load_release(path, check_finite=False)
-
-
-def dataset_subjects(root: Path) -> list[int]:
-    """The dataset's subjects: from world.json when present, else from the EEG file itself."""
-    manifest = root / "world.json"
-    if manifest.is_file():
-        try:
-            subjects = json.loads(manifest.read_text()).get("subjects")
-            if isinstance(subjects, list) and subjects:
-                return sorted(int(s) for s in subjects)
-        except (OSError, ValueError, TypeError):
-            pass
-    return _release(str(root / EEG_FILE)).subjects
-
-
-def stimulus_id(root: Path) -> str | None:
-    """The synthetic world's stimulus id (``world.json``), None for other datasets."""
-    import json
-
-    try:
-        return json.loads((Path(root) / "world.json").read_text()).get("stimulus_id")
-    except (OSError, ValueError):
-        return None
+def dataset_subjects(root: Path, format: str = DEFAULT_FORMAT) -> list[int]:
+    """The dataset's subjects."""
+    return open_dataset(root, format).subjects()
 
 
 @lru_cache(maxsize=1)
@@ -99,15 +76,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def class_prompts(labels: list[str]) -> list[str]:
-    """Prompt per class of the dataset, from its WNIDs (EEG-CVPR40's clean class names)."""
-    return [class_prompt(i) if w in NAME_BY_WNID else f"a photo of a {w}" for i, w in enumerate(labels)]
-
-
-def load_images(root: Path, names: list[str]) -> np.ndarray:
-    return np.stack([np.asarray(Image.open(image_path(root, n)).convert("RGB")) for n in names])
-
-
 def save_images(images: dict[str, np.ndarray], names: list[str], out: Path) -> None:
     """``<out>/<image_name>_<s>.png`` for the final images, ``<out>/<stage>/...`` for other stages."""
     for stage, arr in images.items():
@@ -121,25 +89,10 @@ def save_images(images: dict[str, np.ndarray], names: list[str], out: Path) -> N
                 Image.fromarray(arr[i, s]).save(folder / f"{name}_{j}.png")
 
 
-def unlabelled_pool(release, root: Path, env: "RunEnv", *, t_start: int = T_START, t_end: int = T_END) -> UnlabelledPool:
+def unlabelled_pool(dataset: Dataset, env: "RunEnv") -> UnlabelledPool:
     """Every subject's training and validation trials, EEG only (float16), for pretraining."""
-    splits_path = root / SPLIT_FILES[env.split_mode]
-    parts = select_split(release, load_splits(splits_path), subject=0, mode=env.split_mode, min_len=max(460, t_end), splits_path=splits_path)
-
-    def stack(idx: np.ndarray) -> torch.Tensor:
-        out = torch.empty(len(idx), release.eeg[0].shape[0], t_end - t_start, dtype=torch.float16)
-        for j, i in enumerate(idx):
-            x = release.eeg[int(i)][:, t_start:t_end]
-            if not bool(torch.isfinite(x).all()):
-                from bench.errors import DataError
-
-                raise DataError(f"{release.path}: trial {int(i)} contains NaN or Inf EEG values")
-            out[j] = x
-        return out
-
-    description = {"dataset_id": env.dataset_id, "split_mode": env.split_mode, "subjects": sorted(int(s) for s in np.unique(release.subject[parts["train"]])),
-                   "n_train": int(parts["train"].size), "n_val": int(parts["val"].size), "window": [t_start, t_end]}  # fmt: skip
-    return UnlabelledPool(description, int(parts["train"].size), int(parts["val"].size), lambda: (stack(parts["train"]), stack(parts["val"])))
+    description, n_train, n_val, load = dataset.unlabelled_eeg()
+    return UnlabelledPool({"dataset_id": env.dataset_id, **description}, n_train, n_val, load)
 
 
 def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=None) -> dict:
@@ -148,16 +101,12 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
     timings: dict[str, float] = {}
     t = time.perf_counter()
     say("load")
-    root = Path(env.data_root)
-    release = _release(str(root / EEG_FILE))
-    data = load_split_data(
-        DataConfig(root=str(root), subject=spec.subject, fraction=spec.fraction, fraction_seed=env.fraction_seed, split_mode=env.split_mode),
-        release=release,
-    )
+    dataset = env.dataset()
+    data = dataset.load_split(spec.subject, spec.fraction, env.fraction_seed)
     load_builtin_methods()  # installed plugins: their methods and metrics (once per process)
     load_plugins(env.plugins)  # the run's --include / grid include
     method_cls = get_method(spec.method)
-    backbones = _backbones(env.backbones, env.backbones_dir, stimulus_id(root) if env.backbones == "mini" else None) if method_cls.needs_generator else None
+    backbones = _backbones(env.backbones, env.backbones_dir, dataset.stimulus_id if env.backbones == "mini" else None) if method_cls.needs_generator else None
     timings["load"] = time.perf_counter() - t
 
     captions: dict[str, str] = {}
@@ -167,7 +116,7 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
         t = time.perf_counter()
         names = sorted(set(data.train.image_names) | set(data.val.image_names))
         cache = caption_cache_file(cache_dir(env.cache_dir), env.dataset_id, backbones.ids.get("captioner", "captioner"))
-        captions = cached_captions(names, root / "images", backbones.captioner, cache)
+        captions = cached_captions(names, dataset.image_root(), backbones.captioner, cache)
         timings["caption"] = time.perf_counter() - t
 
     seed_everything(spec.seed)
@@ -175,11 +124,11 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
         spec=spec,
         profile=env.profile.get(spec.method, {}) | {"generation": env.profile.get("generation", {})},
         backbones=backbones,
-        class_prompts=class_prompts(data.labels),
+        class_prompts=dataset.class_prompts(),
         captions=captions,
-        image_root=root / "images",
+        image_root=dataset.image_root(),
         device=env.device,
-        pretrain_pool=lambda: unlabelled_pool(release, root, env),
+        pretrain_pool=lambda: unlabelled_pool(dataset, env),
         shared=SharedWork(cache_dir(env.cache_dir) / "shared" / env.dataset_id, version=code_version()),
     )
     method = method_cls()
@@ -208,9 +157,9 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
         images = method.generate(preds, ctx, seed=spec.seed)
         timings["generate"] = time.perf_counter() - t
         if images:
-            inputs.gt = load_images(root / "images", data.test.image_names)
+            inputs.gt = dataset.images(list(data.test.image_names))
             inputs.gen = images["final"]
-            inputs.attributes = load_attributes(root, list(data.test.image_names))
+            inputs.attributes = dataset.attributes(list(data.test.image_names))
             if env.images_dir and key:
                 images_dir = str(Path(env.images_dir) / key)
                 save_images(images, data.test.image_names, Path(images_dir))

@@ -91,6 +91,7 @@ class Method(ABC):
     uses_w: ClassVar[bool] = False  # False: grids collapse the w axis to 0.5 for this method
     uses_fraction: ClassVar[bool] = True  # False (no training on EEG): grids run it at fraction 1.0 only
     needs_generator: ClassVar[bool] = True
+    cost: ClassVar[float] = 1.0  # rough wall time of a full-data trial relative to others: runs start longest first
     kind: ClassVar[str] = "EEG method"  # or "reference row" (chance, oracles) or "harness test" (noop, sleep, burn)
 
     @classmethod

@@ -366,8 +366,12 @@ def method_comparisons(records: list[dict], metrics: list[str], labels: dict[str
 
 
 def _chance(records: list[dict]) -> dict[str, float]:
+    """Analytic chance of the classification columns (k / number of classes, as each record's top-k
+    states it; records from before that field: EEG-CVPR40's class count) and of N-way top-K."""
+    from bench.data.classes import N_CLASSES
+
     out: dict[str, float] = {}
-    n_classes = 40
+    n_classes = next((r["metrics"]["top1"]["n_classes"] for r in records if "n_classes" in r.get("metrics", {}).get("top1", {})), N_CLASSES)
     out.update({"top1": 1 / n_classes, "top5": 5 / n_classes})
     for r in records:
         m = r.get("metrics", {}).get("n_way_top_k")
@@ -650,18 +654,22 @@ def records_of_grid(records: list[dict], grid: "str | Grid") -> list[dict]:
     command-line overrides applied, as `bench run` passes it).
 
     A trial shared by several grids is stored once (same key) and tagged with the grid that ran it
-    first, so membership is decided by the grid's axes: method, fraction, w and options; whether it
+    first, so membership is decided by the grid's axes: method, fraction, w and options (its variant
+    name is this grid's for those options); whether it
     generates images; for a grid over named synthetic worlds, the dataset; and subjects and seeds:
     the grid's own plus those of records a run of this grid wrote (``--subjects``/``--seeds``), so a
     trial another grid ran for another subject does not change this grid's averages. Stores whose
     records carry no grid tag accept any subject, seed and dataset. A name no grid file answers to
     selects records by tag."""
-    from bench.experiment.grid import expand
+    from bench.experiment.grid import expand_trials
 
     name, g = resolve_grid(grid)
     if g is None:
         return [r for r in records if r.get("grid", name) == name]
-    wanted = {(s.method, float(s.fraction), float(s.w), tuple(sorted(dict(s.options).items()))) for s in expand(g)}
+    variant_of: dict[tuple, str | None] = {}
+    for t in expand_trials(g):
+        variant_of.setdefault((t.spec.method, float(t.spec.fraction), float(t.spec.w), tuple(sorted(dict(t.spec.options).items()))), t.variant)
+    wanted = set(variant_of)
     tagged = any(r.get("grid") for r in records)
     ran_here = [r for r in records if r.get("grid") in {name, g.source}]
     worlds = set(dataset_labels(g)) | {_config(r).get("dataset_id") for r in ran_here}  # a worlds grid run with --data
@@ -689,7 +697,9 @@ def records_of_grid(records: list[dict], grid: "str | Grid") -> list[dict]:
             return True
         return (not g.worlds or _config(r).get("dataset_id") in worlds) and r["subject"] in subjects and r["seed"] in seeds
 
-    return [r for r in records if ident(r) in wanted and generates(r) == generate_of.get(_config(r).get("dataset_id"), g.generate) and in_scope(r)]
+    chosen = [r for r in records if ident(r) in wanted and generates(r) == generate_of.get(_config(r).get("dataset_id"), g.generate) and in_scope(r)]
+    # A trial another grid ran (same options, so same key) is shown under this grid's variant name.
+    return [r if (r.get("variant") or None) == variant_of[ident(r)] else {**r, "variant": variant_of[ident(r)]} for r in chosen]
 
 
 def write_leaderboard(store: str | Path, grid: "str | Grid", out_dir: str | Path = "leaderboards", fmt: str = "md", *, data_root: str | Path | None = None, figures: bool = True) -> list[Path]:

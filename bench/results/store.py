@@ -6,6 +6,10 @@ atomically (temporary file in the same folder, fsync, ``os.replace``), so a cras
 leaves the previous record or none, never a partial one. Leftover ``*.tmp`` files are ignored and
 removed by :meth:`Store.clean_tmp`.
 
+A record is a :class:`TrialRecord` (``schema`` :data:`RECORD_SCHEMA`; records without the field are
+schema 1, which has the same fields); :func:`read_records` is its one reader: every command and
+library function reads records through it.
+
 ``<store>/status/<key>.json`` holds the current stage of a running trial (for progress displays);
 it is removed when the trial's record is written.
 """
@@ -24,12 +28,52 @@ import time
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypedDict
 
 RECORDS = "records"
 STATUS = "status"
 TMP_SUFFIX = ".tmp"
 STATUSES = ("ok", "failed")
+RECORD_SCHEMA = 2  # 2: adds "schema" itself (1: the same fields without it)
+
+
+class TrialRecord(TypedDict, total=False):
+    """One trial's record on disk (JSON). ``metrics``: name -> flat result (``value``, ``ci_low``,
+    ``ci_high``, ``ci_method``, ``per_trial``, protocol settings); ``config``: the trial identity."""
+
+    schema: int
+    key: str
+    status: str  # one of STATUSES
+    method: str
+    subject: int
+    fraction: float
+    w: float
+    seed: int
+    profile: str
+    options: dict[str, Any]
+    variant: str | None
+    grid: str | None
+    config: dict[str, Any]
+    code_version: str
+    metrics: dict[str, dict[str, Any]]
+    not_computable: dict[str, str]
+    timings: dict[str, float]
+    fit: dict[str, Any]
+    score_settings: dict[str, Any] | None
+    n_train: int | None
+    n_val: int | None
+    n_test: int | None
+    images_dir: str | None
+    versions: dict[str, str]
+    git_commit: str | None
+    host: str
+    pid: int
+    run_id: str | None
+    started: str
+    finished: str
+    wall_s: float
+    error: dict[str, str] | None
+    traceback: str | None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,7 +184,8 @@ def make_record(
 ) -> dict:
     """A complete store record for a finished (``result``) or failed (``error``) trial."""
     result = result or {}
-    rec = {
+    rec: TrialRecord = {
+        "schema": RECORD_SCHEMA,
         "key": key,
         "status": "failed" if error is not None else "ok",
         **spec_fields(spec),
@@ -149,6 +194,7 @@ def make_record(
         "config": identity,
         "code_version": version or code_version(),
         "metrics": result.get("metrics", {}),
+        **({"not_computable": result["not_computable"]} if result.get("not_computable") else {}),
         "timings": result.get("timings", {}),
         "fit": result.get("fit", {}),
         "score_settings": result.get("score_settings"),
@@ -189,6 +235,8 @@ def record_problem(rec: Any) -> str | None:
     """Why ``rec`` is not a usable trial record (None if it is): the fields every reader relies on."""
     if not isinstance(rec, dict):
         return f"not a JSON object (a {type(rec).__name__})"
+    if not _is_int(rec.get("schema", 1)) or rec.get("schema", 1) > RECORD_SCHEMA:
+        return f"record schema {rec.get('schema')!r} is newer than this brainvis-bench reads ({RECORD_SCHEMA}); upgrade it"
     if rec.get("status") not in STATUSES:
         return f"status {rec.get('status')!r} is not one of {', '.join(STATUSES)}"
     checks = (("key", lambda v: isinstance(v, str) and v), ("method", lambda v: isinstance(v, str) and v), ("subject", _is_int),
@@ -207,7 +255,7 @@ def record_problem(rec: Any) -> str | None:
 _WARNED: set[tuple[str, str]] = set()
 
 
-def read_records(folder: str | Path, *, warn: bool = True) -> list[dict]:
+def read_records(folder: str | Path, *, warn: bool = True) -> list[TrialRecord]:
     """Every usable record in ``folder`` (``*.json``), sorted by file name; unreadable or malformed
     files are skipped, each with a :class:`StoreWarning` naming it."""
     import warnings

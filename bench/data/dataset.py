@@ -1,0 +1,177 @@
+"""The one data interface a trial uses: a :class:`Dataset` (subjects, classes, images, captions'
+images, one subject's split), found by format name in :data:`DATASETS`.
+
+EEG-CVPR40 (:class:`EEGCVPR40`, the real release and every synthetic world: they share its on-disk
+format) is the registered implementation; another format registers its own class with
+:func:`register_dataset` from a plugin and is chosen with ``RunEnv.dataset_format``
+(``bench run --dataset-format``). The harness takes the number of classes from ``classes``; nothing
+assumes 40.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Callable, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.data.classes import NAME_BY_WNID, class_prompt
+from bench.data.eegcvpr40 import (
+    EEG_FILE,
+    SPLIT_FILES,
+    T_END,
+    T_START,
+    DataConfig,
+    Release,
+    SplitData,
+    image_path,
+    load_release,
+    load_split_data,
+    load_splits,
+    select_split,
+)
+from bench.errors import DataError, UserError
+
+__all__ = ["DATASETS", "DEFAULT_FORMAT", "Dataset", "EEGCVPR40", "open_dataset", "register_dataset"]
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """What the harness asks of a dataset (one folder)."""
+
+    format: ClassVar[str]
+    root: Path
+
+    def subjects(self) -> list[int]:
+        """Subject ids (0 is reserved for "all subjects pooled")."""
+
+    @property
+    def classes(self) -> list[str]:
+        """Class ids in label order (EEG-CVPR40: WNIDs); ``len(classes)`` is the class count."""
+
+    def class_prompts(self) -> list[str]:
+        """A text prompt per class (label order)."""
+
+    def load_split(self, subject: int, fraction: float, seed: int) -> SplitData:
+        """Train / val / test trials of ``subject`` (0: all pooled), the training split cut to
+        ``fraction`` with ``seed`` (nested: a smaller fraction is a subset of a larger one)."""
+
+    def images(self, names: list[str]) -> np.ndarray:
+        """RGB uint8 ``[N, H, W, 3]`` of the named stimulus images."""
+
+    def image_root(self) -> Path:
+        """Folder of the stimulus images (methods read training images from it)."""
+
+    def attributes(self, names: list[str]) -> dict[str, np.ndarray] | None:
+        """True attribute value indices per named image (a synthetic world's), or None."""
+
+    def unlabelled_eeg(self) -> tuple[dict, int, int, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
+        """Every subject's train and val EEG without labels (never a test image's trials):
+        ``(description, n_train, n_val, load)``; ``load() -> (train, val)`` float16."""
+
+    @property
+    def stimulus_id(self) -> str | None:
+        """Id of the images and splits (a synthetic world's; the mini backbones are trained per id), or None."""
+
+
+DATASETS: dict[str, type] = {}
+DEFAULT_FORMAT = "eeg-cvpr40"
+
+
+def register_dataset(cls: type) -> type:
+    """Class decorator: register a :class:`Dataset` implementation under its ``format``."""
+    if cls.format in DATASETS and DATASETS[cls.format] is not cls:
+        raise ValueError(f"dataset format {cls.format!r} registered twice")
+    DATASETS[cls.format] = cls
+    return cls
+
+
+def open_dataset(root: str | Path, format: str = DEFAULT_FORMAT, **options) -> Dataset:
+    """The dataset in ``root`` read as ``format`` (a :class:`UserError` for an unknown format)."""
+    if format not in DATASETS:
+        raise UserError(f"unknown dataset format {format!r}; known: {', '.join(sorted(DATASETS))}")
+    return _open(str(Path(root)), format, tuple(sorted(options.items())))
+
+
+@lru_cache(maxsize=4)
+def _open(root: str, format: str, options: tuple) -> Dataset:  # one object per folder and process (memory-mapped EEG)
+    return DATASETS[format](Path(root), **dict(options))
+
+
+@register_dataset
+class EEGCVPR40:
+    """The EEG-CVPR40 release format (Spampinato et al. 2017): ``eeg_5_95_std.pth``, the block splits
+    by image, ``images/``; a synthetic world adds ``world.json`` and ``attributes.json``."""
+
+    format: ClassVar[str] = "eeg-cvpr40"
+
+    def __init__(self, root: Path, split_mode: str = "all") -> None:
+        self.root = Path(root)
+        self.split_mode = split_mode
+
+    @cached_property
+    def release(self) -> Release:
+        # Finiteness is checked per trial set (make_trial_set), so a trial touches only its subject's
+        # pages of the memory-mapped file rather than all of them.
+        return load_release(self.root / EEG_FILE, check_finite=False)
+
+    @cached_property
+    def _manifest(self) -> dict:
+        try:
+            return json.loads((self.root / "world.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def subjects(self) -> list[int]:
+        subjects = self._manifest.get("subjects")
+        if isinstance(subjects, list) and subjects:
+            return sorted(int(s) for s in subjects)
+        return self.release.subjects
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.release.labels)
+
+    def class_prompts(self) -> list[str]:
+        return [class_prompt(i) if w in NAME_BY_WNID else f"a photo of a {w}" for i, w in enumerate(self.classes)]
+
+    def load_split(self, subject: int, fraction: float, seed: int) -> SplitData:
+        cfg = DataConfig(root=str(self.root), subject=subject, fraction=fraction, fraction_seed=seed, split_mode=self.split_mode)
+        return load_split_data(cfg, release=self.release)
+
+    def image_root(self) -> Path:
+        return self.root / "images"
+
+    def images(self, names: list[str]) -> np.ndarray:
+        return np.stack([np.asarray(Image.open(image_path(self.image_root(), n)).convert("RGB")) for n in names])
+
+    def attributes(self, names: list[str]) -> dict[str, np.ndarray] | None:
+        from bench.world.images import load_attributes
+
+        return load_attributes(self.root, names)
+
+    @property
+    def stimulus_id(self) -> str | None:
+        return self._manifest.get("stimulus_id")
+
+    def unlabelled_eeg(self, *, t_start: int = T_START, t_end: int = T_END):
+        release = self.release
+        splits_path = self.root / SPLIT_FILES[self.split_mode]
+        parts = select_split(release, load_splits(splits_path), subject=0, mode=self.split_mode, min_len=max(460, t_end), splits_path=splits_path)
+
+        def stack(idx: np.ndarray) -> torch.Tensor:
+            out = torch.empty(len(idx), release.eeg[0].shape[0], t_end - t_start, dtype=torch.float16)
+            for j, i in enumerate(idx):
+                x = release.eeg[int(i)][:, t_start:t_end]
+                if not bool(torch.isfinite(x).all()):
+                    raise DataError(f"{release.path}: trial {int(i)} contains NaN or Inf EEG values")
+                out[j] = x
+            return out
+
+        description = {"split_mode": self.split_mode, "subjects": sorted(int(s) for s in np.unique(release.subject[parts["train"]])),
+                       "n_train": int(parts["train"].size), "n_val": int(parts["val"].size), "window": [t_start, t_end]}  # fmt: skip
+        return description, int(parts["train"].size), int(parts["val"].size), lambda: (stack(parts["train"]), stack(parts["val"]))
