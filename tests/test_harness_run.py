@@ -299,7 +299,8 @@ def test_run_summary_table_fits_the_screen_and_keeps_the_headline_metrics(monkey
             text = console.export_text()
             assert "…" not in text and all(m in text for m in methods), (methods, width)
             headers = [c.header for c in table.columns]
-            assert headers[3:] == ["top-1", "N-way", "IS", "SSIM", "CS", "FID", "top-5", "macro_f1", "n_way_top_k_label", "top3"][: len(headers) - 3]
+            order = ["top-1", "top-5", "N-way top-K", "IS", "SSIM", "CS", "FID", "macro-F1", "N-way top-K (label)", "top-3"]  # leaderboard columns, then the rest
+            assert headers[3:] == order[: len(headers) - 3]
             left = 13 - len(headers)
             assert (table.caption or "") == (f"{left} more metric(s) in the store's records" if left else "")
             assert left > 0 if width <= 80 else True

@@ -71,6 +71,7 @@ def test_verdicts_follow_the_rule():
         "recovered": (worse, same),
         "not recovered: no effect where planted": (same, same),
         "not recovered: an effect on the null world too": (worse, worse),
+        "not recovered: the opposite effect where planted": (np.maximum(full, (rng.random(n) < 0.5).astype(float)), same),  # b better than a
     }
     for verdict, (planted_b, null_b) in cases.items():
         recs = [_records(planted, "full", 0.5, full), _records(planted, "no_freq", 0.5, planted_b), _records(null, "full", 0.5, full), _records(null, "no_freq", 0.5, null_b)]

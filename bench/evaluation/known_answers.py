@@ -109,6 +109,8 @@ def check_results(records: list[dict], grid) -> list[dict]:
             res["verdict"] = "incomplete (records missing)"
         elif sign * p["diff"] > 0 and p["p"] < ALPHA_PLANTED and n["p"] > ALPHA_NULL:
             res["verdict"] = "recovered"
+        elif sign * p["diff"] < 0 and p["p"] < ALPHA_PLANTED:
+            res["verdict"] = "not recovered: the opposite effect where planted"
         elif not (sign * p["diff"] > 0 and p["p"] < ALPHA_PLANTED):
             res["verdict"] = "not recovered: no effect where planted"
         else:

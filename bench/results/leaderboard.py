@@ -656,7 +656,7 @@ def records_of_grid(records: list[dict], grid: "str | Grid") -> list[dict]:
     A trial shared by several grids is stored once (same key) and tagged with the grid that ran it
     first, so membership is decided by the grid's axes: method, fraction, w and options (its variant
     name is this grid's for those options); whether it
-    generates images; for a grid over named synthetic worlds, the dataset; and subjects and seeds:
+    generates images; the dataset (a grid's named worlds, or the datasets its own runs used); and subjects and seeds:
     the grid's own plus those of records a run of this grid wrote (``--subjects``/``--seeds``), so a
     trial another grid ran for another subject does not change this grid's averages. Stores whose
     records carry no grid tag accept any subject, seed and dataset. A name no grid file answers to
@@ -672,7 +672,9 @@ def records_of_grid(records: list[dict], grid: "str | Grid") -> list[dict]:
     wanted = set(variant_of)
     tagged = any(r.get("grid") for r in records)
     ran_here = [r for r in records if r.get("grid") in {name, g.source}]
-    worlds = set(dataset_labels(g)) | {_config(r).get("dataset_id") for r in ran_here}  # a worlds grid run with --data
+    # The grid's datasets: its named worlds, and those its own runs used (a run with --data); a grid
+    # without worlds that never ran here takes any dataset.
+    worlds = set(dataset_labels(g)) | {_config(r).get("dataset_id") for r in ran_here}
     subjects = set(g.axes()["subject"]) | {r["subject"] for r in ran_here}
     seeds = set(g.axes()["seed"]) | {r["seed"] for r in ran_here}
 
@@ -695,7 +697,7 @@ def records_of_grid(records: list[dict], grid: "str | Grid") -> list[dict]:
     def in_scope(r: dict) -> bool:
         if not tagged:
             return True
-        return (not g.worlds or _config(r).get("dataset_id") in worlds) and r["subject"] in subjects and r["seed"] in seeds
+        return (not worlds or _config(r).get("dataset_id") in worlds) and r["subject"] in subjects and r["seed"] in seeds
 
     chosen = [r for r in records if ident(r) in wanted and generates(r) == generate_of.get(_config(r).get("dataset_id"), g.generate) and in_scope(r)]
     # A trial another grid ran (same options, so same key) is shown under this grid's variant name.
