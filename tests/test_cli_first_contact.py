@@ -320,7 +320,7 @@ def test_shipped_grid_leaderboard_is_written_from_any_folder(smoke_world, tmp_pa
 
 def test_malformed_records_are_skipped_with_a_warning_naming_the_file(tmp_path, capsys):
     src = Path(__file__).resolve().parents[1] / "leaderboards" / "records" / "records"
-    good = sorted(src.glob("*.json"))[:1]
+    good = [p for p in sorted(src.glob("*.json")) if not json.loads(p.read_text()).get("variant")][:1]  # compare pairs records without a variant
     store = tmp_path / "store"
     (store / "records").mkdir(parents=True)
     for p in good:

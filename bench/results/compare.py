@@ -49,8 +49,8 @@ def compare_methods(
     for m in (method_a, method_b):
         mine = sorted((r for r in recs if r["method"] == m and not r.get("variant")), key=_preference)
         if not mine:
-            known = sorted({r["method"] for r in recs})
-            raise UserError(f"no records of method {m!r} in {store}" + (f" for subject {subject}" if subject is not None else "") + f"; methods there: {', '.join(known)}")
+            known = sorted({r["method"] for r in recs if not r.get("variant")})
+            raise UserError(f"no records of method {m!r} (without a variant) in {store}" + (f" for subject {subject}" if subject is not None else "") + f"; methods there: {', '.join(known)}")
         table: dict = {}
         for r in mine:
             table.setdefault(_match_key(r), r)

@@ -697,7 +697,8 @@ def records_of_grid(records: list[dict], grid: "str | Grid") -> list[dict]:
     def in_scope(r: dict) -> bool:
         if not tagged:
             return True
-        return (not worlds or _config(r).get("dataset_id") in worlds) and r["subject"] in subjects and r["seed"] in seeds
+        dataset = _config(r).get("dataset_id")  # None: a trial that failed before its config was recorded
+        return (not worlds or dataset is None or dataset in worlds) and r["subject"] in subjects and r["seed"] in seeds
 
     chosen = [r for r in records if ident(r) in wanted and generates(r) == generate_of.get(_config(r).get("dataset_id"), g.generate) and in_scope(r)]
     # A trial another grid ran (same options, so same key) is shown under this grid's variant name.
