@@ -36,7 +36,7 @@ def run_benchmark(
     (:mod:`bench.plugins`). Raises :class:`bench.errors.UserError` for bad input and
     ``RuntimeError`` when a trial failed (its record, with the error, is in the store).
     """
-    from bench.cli.harness import run_command
+    from bench.experiment.run import run_command
     from bench.experiment.grid import load_grid
     from bench.results.leaderboard import load_records, records_of_grid
     from bench.results.store import Store

@@ -285,7 +285,7 @@ def test_run_summary_table_fits_the_screen_and_keeps_the_headline_metrics(monkey
     import pandas as pd
     from rich.console import Console
 
-    from bench.cli.harness import metric_summary, print_table, summary_width
+    from bench.results.summary import metric_summary, print_table, summary_width
 
     names = ["top1", "n_way_top_k", "inception_score", "ssim", "clip_similarity", "fid", "top5", "top3", "macro_f1", "n_way_top_k_label"]
     for methods in (["lstm"], ["lstm", "brainvis_stage2_random"]):

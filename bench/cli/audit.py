@@ -111,7 +111,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Audit a dataset for block-design leakage: stimulus-blind probes, band audit, nulls, LOSO."""
         from bench.evaluation.audit import audit_dataset, write_report
-        from bench.cli.harness import parse_multi, resolve_data
+        from bench.cli.harness import parse_multi
+        from bench.experiment.run import resolve_data
 
         subject_list = parse_multi(subjects, int, "subjects")
         if as_json is not None and as_json.expanduser().is_dir():

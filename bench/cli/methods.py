@@ -49,7 +49,7 @@ def method_rows() -> list[dict[str, Any]]:
 def method_config(name: str, profile: str) -> list[dict[str, Any]]:
     """The method's hyperparameters: code default, the profile's value (if it sets one) and where
     the value a trial gets comes from."""
-    from bench.cli.harness import load_profile
+    from bench.experiment.run import load_profile
     from bench.methods.registry import get_method
 
     cls = get_method(name)
