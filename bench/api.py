@@ -26,14 +26,15 @@ def run_benchmark(
     address: str | None = None,
     retry_failed: bool = False,
     backbones_dir: str | Path | None = None,
+    dataset_format: str = "eeg-cvpr40",
 ) -> "pd.DataFrame":
     """Run every pending trial of ``grid`` (a shipped grid's name or a grid file) and return the
     grid's records in the store, one row per trial (:meth:`bench.results.store.Store.load_frame`: the trial's
     axes, ``metric.<name>`` with ``.ci_low`` / ``.ci_high``, ``time.<stage>``).
 
     ``data``: a dataset folder (default: the grid's synthetic worlds, or the mini world, built on first
-    use); ``store``: the results folder (default ``runs/<grid>``); ``include``: plugin references
-    (:mod:`bench.plugins`). Raises :class:`bench.errors.UserError` for bad input and
+    use), read as ``dataset_format`` (:mod:`bench.data.dataset`); ``store``: the results folder
+    (default ``runs/<grid>``); ``include``: plugin references (:mod:`bench.plugins`). Raises :class:`bench.errors.UserError` for bad input and
     ``RuntimeError`` when a trial failed (its record, with the error, is in the store).
     """
     from bench.experiment.run import run_command
@@ -47,7 +48,7 @@ def run_benchmark(
                      subjects=list(subjects) if subjects else None, seeds=list(seeds) if seeds else None,
                      methods=list(methods) if methods else None, max_concurrent=max_concurrent, address=address,
                      retry_failed=retry_failed, backbones_dir=Path(backbones_dir) if backbones_dir else None,
-                     include=list(include) if include else None)  # fmt: skip
+                     include=list(include) if include else None, dataset_format=dataset_format)  # fmt: skip
     if rc == 130:
         raise KeyboardInterrupt
     frame = Store(store).load_frame()

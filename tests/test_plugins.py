@@ -155,3 +155,105 @@ def test_an_installed_package_plugs_in_through_its_entry_point(smoke_world, tmp_
     assert sorted(r["method"] for r in recs) == ["chance", "chance", "my_ep_method", "my_ep_method"]
     assert all(r["status"] == "ok" and "my_ep_margin" in r["metrics"] for r in recs)
     assert "ep margin ↑" in (store / "leaderboard" / "ep.md").read_text()
+
+
+DATASET_FORMAT = textwrap.dedent('''
+    """A user's own dataset format: one .npz file (EEG [N, C, T], labels, subjects, split 0/1/2)."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from bench.data.dataset import register_dataset
+    from bench.data.eegcvpr40 import DataConfig, SplitData, TrialSet
+    from bench.errors import UserError
+
+
+    @register_dataset
+    class ToyNpz:
+        format = "toy-npz"
+        audited = False
+
+        def __init__(self, root, split_mode="all"):
+            self.root = Path(root)
+            if not (self.root / "toy.npz").is_file():
+                raise UserError(f"{self.root}: toy.npz not found")
+            self.z = dict(np.load(self.root / "toy.npz"))
+
+        @property
+        def dataset_id(self):
+            return "toy-npz:" + str(len(self.z["label"]))
+
+        def validate(self, progress):
+            progress("checking toy.npz")
+            if not np.isfinite(self.z["eeg"]).all():
+                raise UserError("toy.npz: NaN or Inf EEG values")
+
+        def subjects(self):
+            return sorted({int(s) for s in self.z["subject"]})
+
+        @property
+        def classes(self):
+            return ["a", "b", "c"]
+
+        def class_prompts(self):
+            return [f"a photo of {c}" for c in self.classes]
+
+        def load_split(self, subject, fraction, seed):
+            z = self.z
+            mine = z["subject"] == subject if subject else np.ones(len(z["label"]), bool)
+
+            def part(k):
+                idx = np.flatnonzero(mine & (z["split"] == k))
+                idx = idx[: max(1, round(len(idx) * fraction))] if k == 0 else idx
+                t = lambda a: torch.from_numpy(np.asarray(a[idx]))
+                return TrialSet(t(z["eeg"]).float(), t(z["label"]).long(), torch.from_numpy(idx), t(z["subject"]).long(), idx, [f"img{i}" for i in idx])
+
+            return SplitData(part(0), part(1), part(2), self.classes, DataConfig(root=str(self.root), subject=subject, fraction=fraction, fraction_seed=seed))
+
+        def image_root(self):
+            return self.root
+
+        def images(self, names):
+            raise UserError("toy-npz has no images")
+
+        def attributes(self, names):
+            return None
+
+        def unlabelled_eeg(self):
+            raise UserError("toy-npz offers no pretraining pool")
+
+        @property
+        def stimulus_id(self):
+            return None
+''')
+
+
+def test_a_dataset_of_another_format_runs_through_a_plugin(plugin_dir, tmp_path, capsys):
+    """`bench run --data DIR --dataset-format toy-npz --include <plugin>`: the driver checks the data with
+    the format's own validate, the actors read it through the Dataset protocol, the number of classes
+    comes from the dataset (3, not 40), and the EEG-CVPR40 leakage audit is skipped, saying why."""
+    rng = np.random.default_rng(0)
+    n, label = 180, np.tile(np.arange(3), 60)
+    eeg = rng.normal(size=(n, 8, 50)).astype(np.float32) + label[:, None, None].astype(np.float32)  # class in the channel means
+    data = tmp_path / "toy"
+    data.mkdir()
+    np.savez(data / "toy.npz", eeg=eeg, label=label, subject=np.repeat([1, 2], n // 2), split=np.tile([0, 0, 0, 0, 1, 2], n // 6))
+    formats = tmp_path / "my_formats"
+    formats.mkdir()
+    (formats / "toy_format.py").write_text(DATASET_FORMAT)
+    grid = tmp_path / "toy.toml"
+    grid.write_text('include = ["%s", "%s"]\ngenerate = false\n[axes]\nmethod = ["my_centroids", "chance"]\nsubject = [1, 2]\n' % (plugin_dir, formats))
+    store = tmp_path / "store"
+    rc = main(["run", "--grid", str(grid), "--data", str(data), "--dataset-format", "toy-npz", "--store", str(store), "--max-concurrent", "2"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "checking toy.npz" in captured.err and "no leakage audit" in captured.err
+    recs = [json.loads(p.read_text()) for p in (store / "records").glob("*.json")]
+    assert len(recs) == 4 and all(r["status"] == "ok" and r["config"]["dataset_id"] == "toy-npz:180" for r in recs)
+    mine = [r for r in recs if r["method"] == "my_centroids"]
+    assert all(r["metrics"]["top1"]["n_classes"] == 3 and r["metrics"]["top1"]["value"] > 0.9 for r in mine)  # the class is in the means
+    board = (store / "leaderboard" / "toy.md").read_text()
+    assert "*0.333*" in board  # chance of top-1 from the dataset's 3 classes
+    assert main(["run", "--grid", str(grid), "--data", str(tmp_path), "--dataset-format", "toy-npz", "--store", str(tmp_path / "s2")]) == 2
+    assert "toy.npz not found" in capsys.readouterr().err

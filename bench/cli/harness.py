@@ -76,6 +76,7 @@ def register(app: typer.Typer) -> None:
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run trials whose stored record is 'failed'."),
         backbones_dir: Optional[Path] = typer.Option(None, "--backbones-dir", help="Mini weights folder, or the paper backbone config (.toml)."),
         include: Optional[List[str]] = typer.Option(None, "--include", help="Plugin: a folder of .py files, a .py file, or a module (mypkg.methods[:MyMethod]) that registers methods or metrics; repeatable. Every trial actor imports it."),
+        dataset_format: str = typer.Option("eeg-cvpr40", "--dataset-format", help="How --data is read: a registered dataset format (bench.data.dataset; a plugin may add one)."),
     ) -> int:
         """Run a grid of trials on Ray Tune; finished trials (status ok) are skipped on rerun."""
         return run_command(
@@ -83,7 +84,7 @@ def register(app: typer.Typer) -> None:
             subjects=parse_multi(subjects, int, "subjects"), seeds=parse_multi(seeds, int, "seeds"),
             methods=parse_multi(methods, str, "methods"), max_concurrent=max_concurrent,
             gpus_per_trial=gpus_per_trial, address=address, retry_failed=retry_failed, backbones_dir=backbones_dir,
-            include=include,
+            include=include, dataset_format=dataset_format,
         )  # fmt: skip
 
     @grid_app.command("list")

@@ -3,13 +3,16 @@ images, one subject's split), found by format name in :data:`DATASETS`.
 
 EEG-CVPR40 (:class:`EEGCVPR40`, the real release and every synthetic world: they share its on-disk
 format) is the registered implementation; another format registers its own class with
-:func:`register_dataset` from a plugin and is chosen with ``RunEnv.dataset_format``
-(``bench run --dataset-format``). The harness takes the number of classes from ``classes``; nothing
-assumes 40.
+:func:`register_dataset` from a plugin (``bench run --data DIR --dataset-format NAME --include
+my_format.py``). A class is built as ``Cls(root, split_mode="all")`` and raises
+:class:`~bench.errors.UserError` for a folder it cannot read. The harness takes the number of
+classes from ``classes``; nothing assumes 40. Formats with ``audited = True`` get the block-design
+leakage audit (it reads EEG-CVPR40 files).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -44,7 +47,15 @@ class Dataset(Protocol):
     """What the harness asks of a dataset (one folder)."""
 
     format: ClassVar[str]
+    audited: ClassVar[bool]  # whether the leakage audit (EEG-CVPR40 files) applies
     root: Path
+
+    @property
+    def dataset_id(self) -> str:
+        """A stable id of this dataset's contents (part of every trial's identity)."""
+
+    def validate(self, progress: Callable[[str], None]) -> None:
+        """Check every file before any trial runs; raise :class:`~bench.errors.UserError` naming the problem."""
 
     def subjects(self) -> list[int]:
         """Subject ids (0 is reserved for "all subjects pooled")."""
@@ -108,10 +119,26 @@ class EEGCVPR40:
     by image, ``images/``; a synthetic world adds ``world.json`` and ``attributes.json``."""
 
     format: ClassVar[str] = "eeg-cvpr40"
+    audited: ClassVar[bool] = True
 
     def __init__(self, root: Path, split_mode: str = "all") -> None:
         self.root = Path(root)
         self.split_mode = split_mode
+        if not (self.root / EEG_FILE).is_file():
+            raise UserError(f"{self.root}: {EEG_FILE} not found (expected the EEG-CVPR40 layout; see `bench data check`)")
+
+    @property
+    def dataset_id(self) -> str:
+        """``world.json``'s world id, else ``cvpr40:`` + a short hash of the EEG file's name, size and mtime."""
+        if self._manifest.get("world_id"):
+            return str(self._manifest["world_id"])
+        st = (self.root / EEG_FILE).stat()
+        return "cvpr40:" + hashlib.sha256(f"{EEG_FILE}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:12]
+
+    def validate(self, progress: Callable[[str], None] = lambda m: None) -> None:
+        from bench.data.check import validate_dataset
+
+        validate_dataset(self.root, progress=progress)
 
     @cached_property
     def release(self) -> Release:

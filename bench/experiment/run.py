@@ -5,7 +5,6 @@ options and calls :func:`run_command`."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tomllib
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Callable
 
 from rich.console import Console
 
-from bench.data.eegcvpr40 import EEG_FILE
+from bench.data.dataset import DEFAULT_FORMAT, open_dataset
 from bench.errors import UserError
 from bench.paths import PROFILES_DIR
 from bench.results.summary import metric_summary, print_table, summary_width
@@ -32,22 +31,10 @@ def load_profile(name: str) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"profile {name}: bench/profiles/{name}.toml is not valid TOML ({exc})") from exc
 
-def folder_dataset_id(root: Path) -> str:
-    """``world.json``'s world id, else ``cvpr40:`` + a short hash of the EEG file's name, size and mtime."""
-    manifest = root / "world.json"
-    if manifest.is_file():
-        try:
-            wid = json.loads(manifest.read_text()).get("world_id")
-            if wid:
-                return str(wid)
-        except (OSError, ValueError):
-            pass
-    st = (root / EEG_FILE).stat()
-    blob = f"{EEG_FILE}:{st.st_size}:{int(st.st_mtime)}"
-    return "cvpr40:" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
-def resolve_data(data: Path | None, *, say: Callable[[str], None] = lambda m: None) -> tuple[Path, str]:
-    """(data root, dataset id). No ``data``: the mini world in the cache, built on first use."""
+def resolve_data(data: Path | None, *, say: Callable[[str], None] = lambda m: None, dataset_format: str = DEFAULT_FORMAT) -> tuple[Path, str]:
+    """(data root, dataset id). No ``data``: the mini world in the cache, built on first use; else the
+    folder read as ``dataset_format`` (a registered :mod:`bench.data.dataset` format)."""
     if data is None:
         from bench.paths import world_dir
         from bench.world.build import build_world_isolated
@@ -61,9 +48,12 @@ def resolve_data(data: Path | None, *, say: Callable[[str], None] = lambda m: No
     root = Path(data).expanduser().absolute()
     if not root.is_dir():
         raise UserError(f"--data {data}: no such folder")
-    if not (root / EEG_FILE).is_file():
-        raise UserError(f"--data {data}: {EEG_FILE} not found (expected the EEG-CVPR40 layout; see `bench data check`)")
-    return root, folder_dataset_id(root)
+    try:
+        dataset = open_dataset(root, dataset_format)
+    except UserError as exc:
+        raise UserError(f"--data {data}: {exc}") from exc
+    return root, dataset.dataset_id
+
 
 def run_command(
     *,
@@ -81,6 +71,7 @@ def run_command(
     backbones_dir: Path | None = None,
     live: bool | None = None,
     include: list[str] | None = None,
+    dataset_format: str = DEFAULT_FORMAT,
 ) -> int:
     """`bench run`: every check that needs no data first (grid values, methods, cluster address,
     store folder), then per dataset: build or validate it, lock the store, run, audit, leaderboard."""
@@ -106,9 +97,12 @@ def run_command(
     log = LineLog(err_console, heartbeat=not err_console.is_terminal)
     say = log.say if not err_console.is_terminal else (lambda m: err_console.print(m, highlight=False))
     run = dict(base=base, store=store, max_concurrent=max_concurrent, gpus_per_trial=gpus_per_trial, address=address,
-               retry_failed=retry_failed, backbones_dir=backbones_dir, live=live, log=log, say=say, plugins=plugins)  # fmt: skip
+               retry_failed=retry_failed, backbones_dir=backbones_dir, live=live, log=log, say=say, plugins=plugins,
+               dataset_format=dataset_format)  # fmt: skip
     # The whole command's peak (world build and backbone check included), printed with each summary.
     with log, PeakMemory() as memory:
+        if dataset_format != DEFAULT_FORMAT and data is None:
+            raise UserError(f"--dataset-format {dataset_format}: give the dataset folder with --data")
         if g.worlds and data is None:
             # A grid over several synthetic worlds (e.g. leakage: with and without block drift) runs
             # once per world into the same store; records differ by dataset id.
@@ -118,7 +112,8 @@ def run_command(
                 if codes[-1] == 130:
                     break  # interrupted: the other worlds run next time
             return max(codes)
-        return _run_one_dataset(g, resolve_data(data, say=say), memory=memory, **run)
+        return _run_one_dataset(g, resolve_data(data, say=say, dataset_format=dataset_format), memory=memory, **run)
+
 
 def resolve_world(world: dict, *, say: Callable[[str], None] = lambda m: None) -> tuple[Path, str]:
     """Build or reuse a synthetic world of a grid's ``worlds`` list in the cache."""
@@ -132,9 +127,9 @@ def resolve_world(world: dict, *, say: Callable[[str], None] = lambda m: None) -
     build_world_isolated(spec, out, progress=say)
     return out.absolute(), spec.world_id
 
-def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, log, say, memory=None, world: dict | None = None, plugins: tuple[str, ...] = ()) -> int:
+
+def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concurrent, gpus_per_trial, address, retry_failed, backbones_dir, live, log, say, memory=None, world: dict | None = None, plugins: tuple[str, ...] = (), dataset_format: str = DEFAULT_FORMAT) -> int:
     root, dataset_id = data
-    from bench.data.check import validate_dataset
     from bench.experiment.grid import check_subjects, expand_trials
     from bench.paths import cache_dir
     from bench.experiment.progress import RunProgress
@@ -142,10 +137,11 @@ def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concur
     from bench.results.store import Store, StoreLock
     from bench.experiment.trial import RunEnv, dataset_subjects
 
-    check_subjects(g, dataset_subjects(root))
-    # The checks of `bench data check`, in the driver and before Ray: a bad file stops here (exit 2)
-    # rather than as one failed trial record per trial.
-    validate_dataset(root, progress=say)
+    dataset = open_dataset(root, dataset_format)
+    check_subjects(g, dataset_subjects(root, dataset_format))
+    # The dataset's own checks (EEG-CVPR40: those of `bench data check`), in the driver and before
+    # Ray: a bad file stops here (exit 2) rather than as one failed trial record per trial.
+    dataset.validate(progress=say)
 
     st = Store(store)
     env = RunEnv(
@@ -157,6 +153,7 @@ def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concur
         images_dir=str(st.root / "images"),
         cache_dir=str(cache_dir()),  # explicit: workers on other nodes do not share this environment
         plugins=tuple(plugins),
+        dataset_format=dataset_format,
     )
     trials = expand_trials(g, world=world)
     live = err_console.is_terminal if live is None else live
@@ -190,7 +187,10 @@ def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concur
         if interrupted:
             err_console.print("interrupted: the leakage audit and the leaderboard are left for the next run", highlight=False)
             return 130
-        ensure_audit(st.root, root, dataset_id, name="audit.json" if not g.worlds else f"audit-{dataset_id}.json", say=say)
+        if dataset.audited:
+            ensure_audit(st.root, root, dataset_id, name="audit.json" if not g.worlds else f"audit-{dataset_id}.json", say=say)
+        else:
+            say(f"no leakage audit: it reads EEG-CVPR40 files, and this dataset is {dataset_format}")
         from bench.world.card import keep_card
 
         keep_card(st.root, root, dataset_id)  # a synthetic world's card travels with its records
@@ -208,6 +208,7 @@ def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concur
             except Exception as exc:  # noqa: BLE001 - the results are in the store either way
                 err_console.print(f"[yellow]leaderboard not written:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
     return 1 if summary.failed_keys else 0
+
 
 def ensure_audit(store_root: Path, data_root: Path, dataset_id: str, name: str = "audit.json", say: Callable[[str], None] | None = None) -> None:
     """Run the leakage audit once per dataset and keep it in the store (the leaderboard footer

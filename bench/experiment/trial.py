@@ -101,10 +101,10 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
     timings: dict[str, float] = {}
     t = time.perf_counter()
     say("load")
+    load_builtin_methods()  # installed plugins: their methods, metrics and dataset formats (once per process)
+    load_plugins(env.plugins)  # the run's --include / grid include
     dataset = env.dataset()
     data = dataset.load_split(spec.subject, spec.fraction, env.fraction_seed)
-    load_builtin_methods()  # installed plugins: their methods and metrics (once per process)
-    load_plugins(env.plugins)  # the run's --include / grid include
     method_cls = get_method(spec.method)
     backbones = _backbones(env.backbones, env.backbones_dir, dataset.stimulus_id if env.backbones == "mini" else None) if method_cls.needs_generator else None
     timings["load"] = time.perf_counter() - t

@@ -13,6 +13,7 @@ def summary_width(out: Console, log_width: int = 160) -> int:
     """A terminal's width (or $COLUMNS); ``log_width`` when stdout is a file or pipe (rich would use 80)."""
     return out.width if out.is_terminal or "COLUMNS" in os.environ else log_width
 
+
 def print_table(out: Console, table: Table) -> None:
     """Print at :func:`summary_width`, wider than rich's 80 columns when writing to a log."""
     width = summary_width(out)
@@ -20,6 +21,7 @@ def print_table(out: Console, table: Table) -> None:
         out.print(table)
     else:
         Console(file=out.file, width=width, color_system=None).print(table)
+
 
 def metric_summary(frame, keys: list[str], width: int = 160) -> Table | None:
     """Method (x variant) x metric means over this run's ok records: the headline metrics first (the
