@@ -92,3 +92,13 @@ def test_package_imports_without_torch_fidelity():
     code = "import sys, bench.metrics; print('torch_fidelity' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_metric_with_an_unknown_need_is_refused_at_registration():
+    """A typo in ``needs`` fails where the metric is registered, not later inside every trial."""
+    import pytest
+
+    from bench.metrics import register
+
+    with pytest.raises(ValueError, match="unknown need"):
+        register("typo_metric", higher_is_better=True, needs=("imges",))(lambda inputs: {"value": 0.0})

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ import torch
 from bench.metrics import (
     METRICS,
     Metric,
+    NEEDS,
     attribute_fidelity,
     classification_metrics,
     clip_similarity,
@@ -98,17 +99,8 @@ class ScoringInputs:
     attributes: dict[str, np.ndarray] | None = None
 
     def has(self, need: str) -> bool:
-        if need == "logits":
-            return self.logits is not None and self.labels is not None
-        if need == "labels":
-            return self.labels is not None
-        if need == "images":
-            return self.gt is not None and self.gen is not None and self.backbones is not None
-        if need == "attributes":
-            return bool(self.attributes)
-        if need == "fidelity":
-            return self.settings.fidelity and getattr(self.backbones, "fidelity", None) is not None
-        raise ValueError(f"unknown scoring input {need!r}; one of {NEEDS}")
+        """Whether these inputs meet ``need`` (one of :data:`bench.metrics.registry.NEEDS`)."""
+        return bool(_HAS[need](self))
 
     # Shared work, computed once per trial on first use ---------------------------------------------
     @property
@@ -163,7 +155,15 @@ class ScoringInputs:
         return np.asarray(per_image, dtype=float).reshape(self.n, self.samples).mean(1)
 
 
-NEEDS = ("logits", "labels", "images", "attributes", "fidelity")
+_HAS: dict[str, Callable[[ScoringInputs], bool]] = {
+    "logits": lambda i: i.logits is not None and i.labels is not None,
+    "labels": lambda i: i.labels is not None,
+    "images": lambda i: i.gt is not None and i.gen is not None and i.backbones is not None,
+    "attributes": lambda i: bool(i.attributes),
+    "fidelity": lambda i: i.settings.fidelity and getattr(i.backbones, "fidelity", None) is not None,
+}
+if set(_HAS) != set(NEEDS):
+    raise ImportError(f"scoring inputs {sorted(_HAS)} differ from the registry's NEEDS {sorted(NEEDS)}")
 
 
 def score(inputs: ScoringInputs, metrics: list[str] | None = None) -> tuple[dict, dict]:

@@ -97,13 +97,14 @@ def run_perf(
     from bench.methods.base import TrialSpec
     from bench.experiment.runner import run_grid, start_ray
     from bench.results.store import Store
-    from bench.experiment.trial import RunEnv, dataset_subjects
+    from bench.data.dataset import open_dataset
+    from bench.experiment.trial import RunEnv
 
     from bench.errors import UserError
 
     if noop_trials < 2 or burn_trials < 3 or burn_seconds <= 0:
         raise UserError("bench perf needs --noop-trials >= 2, --burn-trials >= 3 and --burn-seconds > 0")
-    subject = dataset_subjects(Path(data_root))[0]
+    subject = open_dataset(Path(data_root)).subjects()[0]
     env = RunEnv(data_root=str(data_root), dataset_id=dataset_id, backbones="none")
     tmp = Path(tempfile.mkdtemp(prefix="bench-perf-"))
     report: dict = {"data_root": str(data_root), "dataset_id": dataset_id, "cpus": os.cpu_count()}

@@ -135,10 +135,10 @@ def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concur
     from bench.experiment.progress import RunProgress
     from bench.experiment.runner import run_grid
     from bench.results.store import Store, StoreLock
-    from bench.experiment.trial import RunEnv, dataset_subjects
+    from bench.experiment.trial import RunEnv
 
     dataset = open_dataset(root, dataset_format)
-    check_subjects(g, dataset_subjects(root, dataset_format))
+    check_subjects(g, dataset.subjects())
     # The dataset's own checks (EEG-CVPR40: those of `bench data check`), in the driver and before
     # Ray: a bad file stops here (exit 2) rather than as one failed trial record per trial.
     dataset.validate(progress=say)

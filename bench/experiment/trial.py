@@ -4,7 +4,6 @@ test trials -> metrics. Plain function in, plain dict out; the runner and the st
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -46,11 +45,6 @@ class RunEnv:
 
     def dataset(self) -> Dataset:
         return open_dataset(self.data_root, self.dataset_format, split_mode=self.split_mode)
-
-
-def dataset_subjects(root: Path, format: str = DEFAULT_FORMAT) -> list[int]:
-    """The dataset's subjects."""
-    return open_dataset(root, format).subjects()
 
 
 @lru_cache(maxsize=1)

@@ -5,7 +5,7 @@ dict whose ``"value"`` is the headline number. Look metrics up by name with
 :func:`get_metric`; ``METRICS[name].higher_is_better`` gives the direction.
 """
 
-from .registry import METRICS, Metric, UnknownMetricError, get_metric, list_metrics, register, scores, shown_metrics
+from .registry import METRICS, NEEDS, Metric, UnknownMetricError, get_metric, list_metrics, register, scores, shown_metrics
 from .nway import (
     TIE_RULES,
     n_way_top_k,
@@ -25,7 +25,7 @@ from .set_level import fid_with_ci, inception_score_with_ci, kid_with_ci
 from .attribute_fidelity import attribute_fidelity
 
 __all__ = [
-    "METRICS", "Metric", "UnknownMetricError", "get_metric", "list_metrics", "register", "scores", "shown_metrics",
+    "METRICS", "NEEDS", "Metric", "UnknownMetricError", "get_metric", "list_metrics", "register", "scores", "shown_metrics",
     "TIE_RULES", "n_way_top_k", "n_way_top_k_exact", "n_way_top_k_label", "reference_from_probs", "resolve_n_way",
     "inception_score_from_logits", "inception_score_torch_fidelity",
     "feature_statistics", "fid", "fid_from_features", "fid_torch_fidelity", "frechet_distance",

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ._util import to_numpy
-from .registry import METRICS
+from .registry import INTERVALS, METRICS
 
 __all__ = [
     "CI_METHODS", "LEVEL", "interval_of", "draws_per_trial", "jackknife_interval", "mean_interval", "rate_interval",
@@ -43,6 +43,8 @@ CI_METHODS: dict[str, str] = {
     "jackknife": "normal interval with the leave-one-trial-out jackknife SE; KID is unbiased, so it covers the "
                  "population value",
 }
+if set(CI_METHODS) != set(INTERVALS):  # the registry validates specs against INTERVALS
+    raise ImportError(f"interval methods {sorted(CI_METHODS)} differ from the registry's INTERVALS {sorted(INTERVALS)}")
 
 def _z(level: float) -> float:
     if not 0 < level < 1:

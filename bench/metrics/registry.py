@@ -9,11 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-__all__ = ["Metric", "METRICS", "UnknownMetricError", "register", "scores", "get_metric", "list_metrics", "shown_metrics"]
+__all__ = ["Metric", "METRICS", "NEEDS", "UnknownMetricError", "register", "scores", "get_metric", "list_metrics", "shown_metrics"]
 
 
 LEVELS = ("trial", "set")  # a value per test trial (paired comparisons possible) | one value per set of images
 INTERVALS = ("wilson", "student_t", "jackknife_log", "jackknife")  # keys of bench.metrics.intervals.CI_METHODS
+NEEDS = ("logits", "labels", "images", "attributes", "fidelity")  # what a scorer may need (bench.evaluation.scoring.ScoringInputs)
+
+
+def _check_needs(name: str, needs: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [n for n in needs if n not in NEEDS]
+    if bad:
+        raise ValueError(f"metric {name!r}: unknown need(s) {bad}; one of {NEEDS}")
+    return tuple(needs)
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ def register(
     if level not in LEVELS:
         raise ValueError(f"metric {name!r}: level must be one of {LEVELS}, got {level!r}")
     interval = interval or ("jackknife" if level == "set" else "student_t")
+    needs = _check_needs(name, needs)
     if interval not in INTERVALS:
         raise ValueError(f"metric {name!r}: interval must be one of {INTERVALS}, got {interval!r}")
 
@@ -130,7 +139,7 @@ def scores(name: str, *, needs: tuple[str, ...]) -> Callable[[Callable[..., dict
     (``None``: not applicable to these inputs). Scoring calls it whenever ``needs`` are present."""
 
     def deco(f: Callable[..., dict | None]) -> Callable[..., dict | None]:
-        METRICS[name] = replace(get_metric(name), score=f, needs=tuple(needs))
+        METRICS[name] = replace(get_metric(name), score=f, needs=_check_needs(name, needs))
         return f
 
     return deco

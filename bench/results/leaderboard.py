@@ -21,8 +21,8 @@ import json
 import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -223,8 +223,9 @@ def markdown_table(records: list[dict], metrics: list[str], chance: dict[str, fl
     head = ["method"] + axes + [METRICS[m].title for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (1 + len(axes)) + ["---:"] * len(metrics)) + "|"]
     best = {m: _best(order, cells, m, METRICS[m].higher_is_better) for m in metrics}
+    refs = reference_methods()
     for k in order:
-        ref = k.method in reference_methods()
+        ref = k.method in refs
         row = [f"*{k.label()}*" if ref else k.label()]
         if "dataset" in axes:
             row.append((labels or {}).get(k.dataset, k.dataset))
@@ -268,6 +269,7 @@ def dataset_comparison(records: list[dict], metrics: list[str], datasets: list[s
     adjusted = iter(holm([t[1]["p_value"] for _, tests in rows for t in tests if t is not None]))
     lines = []
     several_fractions, any_w = len({k.fraction for k in order}) > 1, any(k.w is not None for k in order)
+    refs = reference_methods()
     for (method, variant, fraction, w), tests in rows:
         cells = []
         for t in tests:
@@ -278,7 +280,7 @@ def dataset_comparison(records: list[dict], metrics: list[str], datasets: list[s
             f = METRICS[m].fmt
             cells.append(f"{c['diff']:+.3f} [{f.format(c['ci_low'])}, {f.format(c['ci_high'])}], p={c['p_value']:.3g} (Holm {next(adjusted):.3g})")
         label = method + (f" [{variant}]" if variant else "")
-        label = f"*{label}*" if method in reference_methods() else label
+        label = f"*{label}*" if method in refs else label
         extra = ([f"{fraction:g}"] if several_fractions else []) + ([("–" if w is None else f"{w:g}")] if any_w else [])
         lines.append("| " + " | ".join([label, *extra, *cells]) + " |")
     axes = (["fraction"] if several_fractions else []) + (["w"] if any_w else [])
@@ -314,6 +316,7 @@ def method_comparisons(records: list[dict], metrics: list[str], labels: dict[str
     order, cells = build_table(records, metrics, list(labels))
     _, groups = group_rows(records, list(labels))
     several = len({k.dataset for k in order}) > 1
+    refs = reference_methods()
     tests = []
     for m in (m for m in metrics if not _set_level(m)):
         bold = _best(order, cells, m, METRICS[m].higher_is_better)
@@ -322,7 +325,7 @@ def method_comparisons(records: list[dict], metrics: list[str], labels: dict[str
             if best is None:
                 continue
             for other in order:
-                if other == best or other.method in reference_methods() or cells[other][m] is None:
+                if other == best or other.method in refs or cells[other][m] is None:
                     continue
                 if (other.dataset, other.fraction, other.w) != (best.dataset, best.fraction, best.w):
                     continue
@@ -565,8 +568,9 @@ def render_csv(records: list[dict]) -> str:
 
 def _plottable(records: list[dict], axis: str) -> bool:
     by: dict[str, set] = defaultdict(set)
+    refs = reference_methods()
     for r in records:
-        if r["method"] not in reference_methods():
+        if r["method"] not in refs:
             by[(r["method"], r.get("variant") or "")].add(r[axis])
     return any(len(v) >= 2 for v in by.values())
 
@@ -578,7 +582,8 @@ def plot_axis(records: list[dict], axis: str, metrics: list[str], path: Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in records if r.get("status") == "ok" and r["method"] not in reference_methods()]
+    refs = reference_methods()
+    ok = [r for r in records if r.get("status") == "ok" and r["method"] not in refs]
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in ok:
         by_method[r["method"] + (f" [{r['variant']}]" if r.get("variant") else "")].append(r)
