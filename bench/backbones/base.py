@@ -45,9 +45,11 @@ class Generator(Protocol):
     resolution: int
 
     def txt2img(
-        self, prompt_embeds: torch.Tensor, *, steps: int, guidance: float, seed: int, negative_embeds: torch.Tensor | None = None
+        self, prompt_embeds: torch.Tensor, *, steps: int, guidance: float, seed: int, negative_embeds: torch.Tensor | None = None,
+        sampler: str = "plms",
     ) -> np.ndarray:
-        """Images ``[B, H, W, 3]`` uint8 from conditioning sequences ``[B, n_tokens, width]``."""
+        """Images ``[B, H, W, 3]`` uint8 from conditioning sequences ``[B, n_tokens, width]``;
+        ``sampler`` names the diffusion sampler (``bench.backbones.diffusion.SAMPLERS``)."""
 
     def img2img(
         self,
@@ -59,6 +61,7 @@ class Generator(Protocol):
         guidance: float,
         seed: int,
         negative_embeds: torch.Tensor | None = None,
+        sampler: str = "plms",
     ) -> np.ndarray:
         """Refine ``images`` towards the conditioning (SDEdit / img2img)."""
 

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from bench.data.dataset import DEFAULT_FORMAT, open_dataset
 from bench.errors import UserError
+from bench.methods.generation import check_generation
 from bench.paths import PROFILES_DIR
 from bench.results.summary import metric_summary, print_table, summary_width
 
@@ -27,9 +28,14 @@ def load_profile(name: str) -> dict:
     if not entry.is_file():
         return {}
     try:
-        return tomllib.loads(entry.read_text(encoding="utf-8"))
+        profile = tomllib.loads(entry.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"profile {name}: bench/profiles/{name}.toml is not valid TOML ({exc})") from exc
+    try:
+        check_generation(profile.get("generation", {}))
+    except UserError as exc:
+        raise UserError(f"profile {name}: {exc}") from exc
+    return profile
 
 
 def resolve_data(data: Path | None, *, say: Callable[[str], None] = lambda m: None, dataset_format: str = DEFAULT_FORMAT) -> tuple[Path, str]:

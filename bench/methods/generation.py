@@ -11,11 +11,24 @@ import torch
 
 from bench.methods.base import FitContext
 
-DEFAULT_GENERATION = {"samples": 1, "stage1_steps": 25, "stage1_guidance": 1.0, "stage2_steps": 25, "stage2_strength": 0.85, "stage2_guidance": 4.0, "batch": 64}
+DEFAULT_GENERATION = {"samples": 1, "sampler": "plms", "stage1_steps": 25, "stage1_guidance": 1.0, "stage2_steps": 25, "stage2_strength": 0.85, "stage2_guidance": 4.0, "batch": 64}
 
 
 def settings(ctx: FitContext) -> dict:
     return {**DEFAULT_GENERATION, **ctx.profile.get("generation", {})}
+
+
+def check_generation(section: dict) -> None:
+    """A profile's ``[generation]`` section: known keys and a registered sampler (else ``UserError``)."""
+    from bench.backbones.diffusion import SAMPLERS
+    from bench.errors import UserError
+
+    unknown = sorted(set(section) - set(DEFAULT_GENERATION))
+    if unknown:
+        raise UserError(f"[generation]: unknown key(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_GENERATION)}")
+    sampler = section.get("sampler", DEFAULT_GENERATION["sampler"])
+    if sampler not in SAMPLERS:
+        raise UserError(f"[generation] sampler = {sampler!r} is not a known sampler; known: {', '.join(SAMPLERS)}")
 
 
 def _seed(seed: int, i: int, s: int) -> int:
@@ -32,7 +45,7 @@ def txt2img_samples(cond: torch.Tensor, ctx: FitContext, *, seed: int, steps: in
     out = []
     for s in range(cfg["samples"]):
         # Batches share one seed per (sample, first trial): deterministic for a fixed batch size.
-        imgs = _batched(lambda sl: gen.txt2img(cond[sl], steps=steps, guidance=guidance, seed=_seed(seed, sl.start, s)), cond.shape[0], cfg["batch"])
+        imgs = _batched(lambda sl: gen.txt2img(cond[sl], steps=steps, guidance=guidance, seed=_seed(seed, sl.start, s), sampler=cfg["sampler"]), cond.shape[0], cfg["batch"])
         out.append(imgs)
     return np.stack(out, axis=1)
 
@@ -45,7 +58,8 @@ def img2img_samples(images: np.ndarray, cond: torch.Tensor, ctx: FitContext, *, 
     for s in range(S):
         refined = _batched(
             lambda sl: gen.img2img(
-                images[sl, s], cond[sl], strength=cfg["stage2_strength"], steps=cfg["stage2_steps"], guidance=cfg["stage2_guidance"], seed=_seed(seed + 7, sl.start, s)
+                images[sl, s], cond[sl], strength=cfg["stage2_strength"], steps=cfg["stage2_steps"], guidance=cfg["stage2_guidance"], seed=_seed(seed + 7, sl.start, s),
+                sampler=cfg["sampler"],
             ),
             n,
             cfg["batch"],
