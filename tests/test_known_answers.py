@@ -21,9 +21,12 @@ def test_shipped_known_answers_grid_pairs_every_check_with_its_null_world():
         p, n = world_pair(g, c["effect"])
         assert p == planted and n is not None
         assert n == make_spec("mini", effects={c["effect"]: 0}, raw_file=False).world_id
-    # the planted world runs every variant (full twice: w = 0 and 0.5); each null world only its check's
+    # the planted world runs every variant (full twice: w = 0 and 0.5); each null world only its
+    # check's, the classification-only ones at w = 0.5 alone (w changes images, not classification)
     counts = [len(expand_trials(g, world=w)) for w in g.worlds]
-    assert counts == [5, 3, 3, 3, 2]
+    assert counts == [5, 2, 2, 2, 2]
+    for world in g.worlds[1:4]:
+        assert not g.world_generates(world) and {t.spec.w for t in expand_trials(g, world=world)} == {0.5}
 
 
 def test_grid_syntax_for_variant_w_world_variants_and_checks():
@@ -32,7 +35,11 @@ def test_grid_syntax_for_variant_w_world_variants_and_checks():
     ws = sorted((t.variant, t.spec.w) for t in expand_trials(g, world=g.worlds[0]))
     assert ws == [("full", 0.0), ("full", 0.5), ("no_freq", 0.5)]
     assert [t.variant for t in expand_trials(g, world=g.worlds[1])] == ["no_freq"]
+    one_w = parse_grid({**base, "worlds": [{"scale": "smoke", "w": [0.5]}]})  # a world's w axis wins over the variants'
+    assert sorted((t.variant, t.spec.w) for t in expand_trials(one_w, world=one_w.worlds[0])) == [("full", 0.5), ("no_freq", 0.5)]
     bad = [
+        ({**base, "worlds": [{"w": []}]}, "w must be a non-empty list"),
+        ({**base, "worlds": [{"w": [1.5]}]}, "w must be a non-empty list"),
         ({**base, "worlds": [{"effects": {"nope": 0}}]}, "unknown effect"),
         ({**base, "worlds": [{"variants": ["missing"]}]}, "variants must list"),
         ({**base, "variants": [{"name": "v", "w": [2.0]}]}, "w must be values"),

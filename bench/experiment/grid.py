@@ -24,7 +24,8 @@ A grid file::
 
     worlds = [{ scale = "mini" },             # optional: synthetic worlds to run on in turn (no --data)
               { scale = "mini", effects = { induced_class = 0 }, variants = ["full", "no_freq"], raw_file = false,
-                generate = false }]                 # a world's generate overrides the grid's (here: classification only)
+                generate = false, w = [0.5] }]      # a world's generate overrides the grid's (here: classification only),
+                                                    # its w axis every variant's (w matters only where images are drawn)
 
     [[checks]]                                # optional known-answer checks (bench.evaluation.known_answers)
     name = "frequency branch"
@@ -61,7 +62,7 @@ from bench.paths import GRIDS_DIR
 PROFILES = ("mini", "paper")
 NO_W = 0.5  # the w value trials of methods without a w axis get
 TOP_KEYS = {"description", "note", "profile", "axes", "variants", "worlds", "generate", "checks", "include", "options"}
-WORLD_KEYS = {"scale", "seed", "block_drift", "effects", "raw_file", "variants", "name", "generate"}
+WORLD_KEYS = {"scale", "seed", "block_drift", "effects", "raw_file", "variants", "name", "generate", "w"}
 AXIS_KEYS = {"method", "subject", "fraction", "w", "seed", "profile"}
 VARIANT_KEYS = {"name", "options", "methods", "w"}
 CHECK_KEYS = {"name", "effect", "a", "b", "metric", "expect"}
@@ -114,6 +115,11 @@ class Grid:
         """The variants that run on ``world`` (None: all)."""
         v = (world or {}).get("variants")
         return tuple(v) if v is not None else None
+
+    def world_ws(self, world: dict | None) -> tuple[float, ...] | None:
+        """The w axis of every variant on ``world`` (None: the variants' and the grid's own)."""
+        w = (world or {}).get("w")
+        return tuple(float(x) for x in w) if w is not None else None
 
     def axes(self) -> dict[str, list]:
         return {
@@ -274,6 +280,9 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
                 problems.append(f"worlds[{i}]: {exc}")
         if not isinstance(w.get("generate", True), bool):
             problems.append(f"worlds[{i}]: generate must be true or false")
+        ww = w.get("w")
+        if ww is not None and (not isinstance(ww, list) or not ww or any(isinstance(x, bool) or not isinstance(x, int | float) or not 0 <= x <= 1 for x in ww)):
+            problems.append(f"worlds[{i}]: w must be a non-empty list of weights in [0, 1]")
         wv = w.get("variants")
         if wv is not None and (not isinstance(wv, list) or any(x not in seen for x in wv)):
             problems.append(f"worlds[{i}]: variants must list variants of the grid ({', '.join(sorted(seen)) or 'none defined'})")
@@ -451,7 +460,7 @@ def expand_trials(grid: Grid, *, uses_w: Callable[[str], bool] | None = None, wo
     """Every trial of the grid (on ``world``, for a grid over several worlds), in a deterministic
     order, without duplicates."""
     uses_w = uses_w or registry_uses_w
-    only = grid.world_variants(world)
+    only, world_ws = grid.world_variants(world), grid.world_ws(world)
     out: dict[str, GridTrial] = {}
     for method in dict.fromkeys(grid.methods):
         variants = [v for v in grid.variants if v.applies_to(method)] or [None]
@@ -459,7 +468,7 @@ def expand_trials(grid: Grid, *, uses_w: Callable[[str], bool] | None = None, wo
             variants = [v for v in variants if v is None or v.name in only]
         fractions = list(dict.fromkeys(float(f) for f in grid.fractions)) if registry_uses_fraction(method) else [1.0]
         for variant in variants:
-            axis = variant.ws if variant is not None and variant.ws else grid.ws
+            axis = world_ws or (variant.ws if variant is not None and variant.ws else grid.ws)
             ws = list(dict.fromkeys(float(w) for w in axis)) if uses_w(method) else [NO_W]
             options = tuple(sorted((grid.method_options(method) | (variant.options if variant else {})).items()))
             for subject in dict.fromkeys(grid.subjects):
