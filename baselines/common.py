@@ -140,7 +140,7 @@ class ClassifyThenDraw(Method):
             report = train_classifier(
                 self.model, on_device(self.model, self.device), train, val,
                 epochs=int(cfg["epochs"]), lr=float(cfg["lr"]), batch=int(cfg["batch_size"]), wd=float(cfg["weight_decay"]), g=g,
-                patience=int(cfg["patience"]) or None,
+                patience=int(cfg["patience"]) or None, passes=ctx.passes,
             )  # fmt: skip
         return {**report, "config": dict(cfg), "n_params": n_params(self.model), "train_seconds": round(time.perf_counter() - t0, 2)}
 

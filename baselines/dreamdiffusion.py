@@ -49,6 +49,7 @@ from torch import nn
 
 from baselines.common import batched, n_params, resolve_config
 from bench.methods.base import FitContext, Method, Predictions, StageClock, register_method
+from bench.methods.training import batches as _batches
 from bench.methods.training import stage_report
 from bench.data.eegcvpr40 import TrialSet, image_path
 
@@ -182,12 +183,6 @@ def load_images(root, names: list[str]) -> np.ndarray:
     return np.stack([np.asarray(Image.open(image_path(root, n)).convert("RGB")) for n in names])
 
 
-def _batches(n: int, batch: int, g: torch.Generator):
-    order = torch.randperm(n, generator=g)
-    for i in range(0, n, batch):
-        yield order[i : i + batch]
-
-
 @register_method
 class DreamDiffusion(Method):
     name = "dreamdiffusion"
@@ -245,7 +240,7 @@ class DreamDiffusion(Method):
         ran = 0
         for epoch in range(cfg["pretrain_epochs"]):
             mae.train()
-            for idx in _batches(len(train), cfg["pretrain_batch"], g):
+            for idx in _batches(len(train), cfg["pretrain_batch"], g, passes=self.ctx.passes):
                 loss = mae.mae_loss(train.eeg[idx], generator=g)
                 opt.zero_grad()
                 loss.backward()
@@ -299,7 +294,7 @@ class DreamDiffusion(Method):
         for epoch in range(cfg["finetune_epochs"]):
             self.mae.train()
             self.head.train()
-            for idx in _batches(len(train), cfg["finetune_batch"], g):
+            for idx in _batches(len(train), cfg["finetune_batch"], g, passes=self.ctx.passes):
                 loss = self._losses(train.eeg[idx], t_tok[idx], t_img[idx])["loss"]
                 opt.zero_grad()
                 loss.backward()
@@ -340,7 +335,7 @@ class DreamDiffusion(Method):
         return train_classifier(
             self.probe, self.probe, dataclasses.replace(train, eeg=norm(f_train)), dataclasses.replace(val, eeg=norm(self.features(val.eeg))),
             epochs=int(cfg["probe_epochs"]), lr=float(cfg["probe_lr"]), batch=int(cfg["probe_batch"]), wd=float(cfg["probe_wd"]), g=g,
-            patience=int(cfg["patience"]) or None,
+            patience=int(cfg["patience"]) or None, passes=self.ctx.passes,
         )  # fmt: skip
 
     # ---------------------------------------------------------------------------------------------

@@ -171,7 +171,7 @@ class BrainVis(Method):
         report["stage_seconds"] = clock.seconds
         lap = clock.lap
         patience = cfg.patience_or_none
-        kw = dict(batch=cfg.batch_size, wd=cfg.weight_decay, patience=patience)
+        kw = dict(batch=cfg.batch_size, wd=cfg.weight_decay, patience=patience, passes=ctx.passes)
 
         freq, time_enc = build_branches(cfg, n_chans=n_chans, n_times=n_times, n_classes=n_classes)
         if freq is not None:
@@ -218,15 +218,15 @@ class BrainVis(Method):
         cfg, ctx = self.cfg, self.ctx
         g = stage_generator(ctx.spec.seed, 2)
 
-        def run(x_train: torch.Tensor, x_val: torch.Tensor) -> dict:
+        def run(x_train: torch.Tensor, x_val: torch.Tensor, passes: int = 1) -> dict:
             with torch.random.fork_rng(devices=[]):  # dropout draws here leave the later stages' RNG untouched
                 torch.manual_seed(int(g.initial_seed()) % (2**31))
-                rep = self._pretrain(enc, x_train, x_val, g)
+                rep = self._pretrain(enc, x_train, x_val, g, passes)
             return rep
 
         pool = ctx.pretrain_pool() if cfg.pretrain_data == "all_subjects" and ctx.pretrain_pool is not None else None
         if pool is None:
-            rep = run(train.eeg, val.eeg)
+            rep = run(train.eeg, val.eeg, self.ctx.passes)
             return {**rep, "data": "subject", "n_train": len(train), "n_val": len(val)}
         parts = {
             "what": "brainvis.time_pretrain", "version": PRETRAIN_VERSION, "pool": pool.describe(), "seed": int(ctx.spec.seed),
@@ -243,8 +243,9 @@ class BrainVis(Method):
             enc.load_state_dict(state)
         return {**rep, "data": "all_subjects", "n_train": pool.n_train, "n_val": pool.n_val, "shared": "computed" if here else "loaded"}
 
-    def _pretrain(self, enc: TimeEncoder, x_train: torch.Tensor, x_val: torch.Tensor, g: torch.Generator) -> dict:
-        """Masked modeling on unlabelled EEG; keeps the epoch with the lowest validation loss."""
+    def _pretrain(self, enc: TimeEncoder, x_train: torch.Tensor, x_val: torch.Tensor, g: torch.Generator, passes: int = 1) -> dict:
+        """Masked modeling on unlabelled EEG (``passes`` passes per epoch); keeps the epoch with the
+        lowest validation loss."""
         cfg = self.cfg
         params = [p for n, p in enc.named_parameters() if not n.startswith("ema_backbone") and not n.startswith("head")]
         opt = torch.optim.AdamW(params, lr=cfg.pretrain_lr, weight_decay=cfg.weight_decay)
@@ -253,7 +254,7 @@ class BrainVis(Method):
         ran = 0
         for epoch in range(cfg.pretrain_epochs):
             enc.train()
-            for idx in _batches(len(x_train), cfg.batch_size, g):
+            for idx in _batches(len(x_train), cfg.batch_size, g, passes=passes):
                 loss = enc.pretrain_loss(x_train[idx].float(), generator=g)["loss"]
                 opt.zero_grad()
                 loss.backward()
@@ -301,7 +302,7 @@ class BrainVis(Method):
         for epoch in range(cfg.align_epochs):
             self.encoder.train(cfg.finetune)
             self.align.train()
-            for idx in _batches(len(train), cfg.batch_size, g):
+            for idx in _batches(len(train), cfg.batch_size, g, passes=self.ctx.passes):
                 out = self.encoder(train.eeg[idx])
                 pred = self.align(out["features"], out["logits"])
                 loss = alignment_loss(pred, tl[idx], tc[idx], w, use_mse=cfg.use_mse)["loss"]

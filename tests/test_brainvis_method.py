@@ -109,8 +109,8 @@ def test_finetune_off_keeps_pretrained_encoder_weights():
     snapshots = {}
     orig = m._pretrain
 
-    def spy(enc, train, val, g):
-        out = orig(enc, train, val, g)
+    def spy(enc, train, val, g, passes=1):
+        out = orig(enc, train, val, g, passes)
         snapshots["after_pretrain"] = {k: v.clone() for k, v in enc.backbone.state_dict().items()}
         return out
 

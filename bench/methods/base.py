@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 
-from bench.methods.training import SharedWork
+from bench.methods.training import SharedWork, passes_per_epoch
 from bench.data.eegcvpr40 import TrialSet
 
 
@@ -73,6 +73,11 @@ class FitContext:
     log: Callable[[str], None] = lambda msg: None
     pretrain_pool: Callable[[], UnlabelledPool] | None = None  # None: the dataset offers none
     shared: SharedWork = field(default_factory=lambda: SharedWork(None))  # work shared between trials (no cache: recomputed)
+
+    @property
+    def passes(self) -> int:
+        """Passes over the training trials per epoch at this trial's fraction (``training.passes_per_epoch``)."""
+        return passes_per_epoch(self.spec.fraction)
 
 
 @dataclass

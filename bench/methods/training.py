@@ -4,6 +4,11 @@ validation split and early stopping, and the harness's cache for work shared bet
 Selection is always on validation: a stage keeps the state of its best validation epoch and stops
 once ``patience`` epochs pass without improvement (``None``: run every epoch). Its report says which
 epoch won and how many ran, so a budget that is too short (best epoch = last epoch) shows.
+
+An epoch is as many optimizer steps at every training fraction: at fraction ``f`` it makes
+:func:`passes_per_epoch` passes over the fraction's trials (10 at 0.1), so a budget and a patience in
+epochs mean the same amount of training whatever the fraction (at 0.1 with batch 64, a single pass
+is two steps: eight epochs of patience would stop a stage after sixteen steps).
 """
 
 from __future__ import annotations
@@ -22,11 +27,17 @@ from torch import nn
 from bench.data.eegcvpr40 import TrialSet
 
 
-def batches(n: int, batch: int, g: torch.Generator, shuffle: bool = True) -> Iterator[torch.Tensor]:
-    """Index batches over ``n`` items, in a seeded random order."""
-    order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
-    for i in range(0, n, batch):
-        yield order[i : i + batch]
+def passes_per_epoch(fraction: float) -> int:
+    """Passes over a training fraction's trials that make one epoch: ``round(1 / fraction)`` (at least 1)."""
+    return max(1, round(1.0 / float(fraction)))
+
+
+def batches(n: int, batch: int, g: torch.Generator, shuffle: bool = True, passes: int = 1) -> Iterator[torch.Tensor]:
+    """Index batches over ``n`` items, ``passes`` times, each pass in its own seeded random order."""
+    for _ in range(int(passes)):
+        order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+        for i in range(0, n, batch):
+            yield order[i : i + batch]
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -57,15 +68,17 @@ def train_classifier(
     g: torch.Generator,
     params=None,
     patience: int | None = None,
+    passes: int = 1,
 ) -> dict:
     """Cross-entropy training with AdamW; keeps the state with the best validation accuracy, and
-    stops after ``patience`` epochs without improvement."""
+    stops after ``patience`` epochs without improvement. An epoch is ``passes`` passes over ``train``
+    (:func:`passes_per_epoch`)."""
     opt = torch.optim.AdamW(params if params is not None else module.parameters(), lr=lr, weight_decay=wd)
     best = (-1.0, 0, copy.deepcopy(module.state_dict()))
     ran = 0
     for epoch in range(epochs):
         module.train()
-        for idx in batches(len(train), batch, g):
+        for idx in batches(len(train), batch, g, passes=passes):
             loss = F.cross_entropy(forward(train.eeg[idx]), train.label[idx])
             opt.zero_grad()
             loss.backward()

@@ -1,0 +1,61 @@
+"""Training helpers: an epoch is as many optimizer steps at every training fraction, and selection
+keeps the best validation epoch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bench.data.eegcvpr40 import TrialSet
+from bench.methods.base import FitContext, TrialSpec
+from bench.methods.training import batches, passes_per_epoch, train_classifier
+
+
+@pytest.mark.parametrize(("fraction", "passes"), [(1.0, 1), (0.5, 2), (0.25, 4), (0.1, 10), (0.05, 20), (0.3, 3), (0.75, 1)])
+def test_passes_per_epoch(fraction, passes):
+    assert passes_per_epoch(fraction) == passes
+    assert FitContext(spec=TrialSpec("x", fraction=fraction), profile={}, backbones=None, class_prompts=[]).passes == passes
+
+
+def test_batches_make_each_pass_a_fresh_permutation():
+    g = torch.Generator().manual_seed(0)
+    out = list(batches(10, 4, g, passes=3))
+    assert [len(b) for b in out] == [4, 4, 2] * 3
+    passes = [torch.cat(out[i : i + 3]) for i in (0, 3, 6)]
+    for p in passes:
+        assert sorted(p.tolist()) == list(range(10))
+    assert not torch.equal(passes[0], passes[1])
+    # one pass draws exactly what the single-pass call draws (full-data training is unchanged)
+    assert torch.equal(torch.cat(list(batches(10, 4, torch.Generator().manual_seed(0)))), passes[0])
+
+
+def _set(n: int, seed: int) -> TrialSet:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 2, 3, generator=g) + 2.0 * y[:, None, None]
+    return TrialSet(eeg=x, label=y, image=torch.arange(n), subject=torch.ones(n, dtype=torch.long), index=np.arange(n),
+                    image_names=[f"im{i}" for i in range(n)])
+
+
+class _Counting(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 2)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.calls += 1
+        return self.lin(x.flatten(1))
+
+
+def test_train_classifier_takes_passes_steps_per_epoch_and_keeps_the_best_epoch():
+    train, val = _set(8, 1), _set(40, 2)
+    m = _Counting()
+    rep = train_classifier(m, m, train, val, epochs=3, lr=0.05, batch=4, wd=0.0, g=torch.Generator().manual_seed(0), passes=10)
+    assert m.calls == 3 * 10 * 2  # epochs x passes x batches per pass
+    assert rep["epochs_run"] == 3 and 1 <= rep["best_epoch"] <= 3
+    acc = float((m(val.eeg).argmax(1) == val.label).float().mean())
+    assert acc == pytest.approx(rep["val_top1"])  # the kept state is the reported one
