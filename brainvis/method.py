@@ -20,13 +20,15 @@ Ablation switches (trial options): ``use_time``, ``use_freq``, ``pretrain``, ``f
 (pretrained) encoder features.
 
 Each stage draws from its own random stream (seed, stage), and the pretraining runs in a forked
-global RNG, so a trial's result is the same whether the shared pretraining was computed in it or
-loaded from the cache.
+global RNG; the shared pretraining is keyed by the encoder's starting weights too (a variant
+without the frequency branch starts from other weights), so a trial's result is the same whether
+its pretraining was computed in it or loaded from the cache, whichever trial ran first.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from dataclasses import dataclass, fields
 
@@ -48,6 +50,16 @@ PRETRAIN_VERSION = "1"  # bump when the shared pretraining's output changes
 PRETRAIN_FIELDS = ("d_model", "n_layers", "n_heads", "d_ffn", "dropout", "patch_size", "mask_ratio", "momentum",
                    "n_regressor_layers", "n_codewords", "batch_size", "pretrain_epochs", "pretrain_lr", "weight_decay", "patience",
                    "pretrain_signal_weight", "rezero")  # fmt: skip
+
+
+def state_digest(module: torch.nn.Module) -> str:
+    """SHA-256 (16 hex digits) of a module's state: names, shapes, dtypes and values."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
 
 
 def stage_generator(seed: int, stage: int) -> torch.Generator:
@@ -231,6 +243,7 @@ class BrainVis(Method):
         parts = {
             "what": "brainvis.time_pretrain", "version": PRETRAIN_VERSION, "pool": pool.describe(), "seed": int(ctx.spec.seed),
             "n_chans": int(enc.n_chans), "n_times": int(enc.n_times), "config": {k: getattr(cfg, k) for k in PRETRAIN_FIELDS},
+            "init": state_digest(enc),  # the starting weights differ between variants (no_freq builds no frequency branch first)
         }  # fmt: skip
 
         def compute() -> tuple[dict, dict]:

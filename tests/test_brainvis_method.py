@@ -172,3 +172,30 @@ def test_training_code_never_sees_the_test_split(smoke_world):
     assert not names & set(test.image_names)
     assert isinstance(seen["predict_arg"], torch.Tensor) and torch.equal(seen["predict_arg"], test.eeg)
     assert out["n_test"] == len(test)
+
+
+def test_shared_pretraining_does_not_depend_on_which_variant_ran_first(tmp_path):
+    """The pretraining shared through the cache is keyed by the encoder's starting weights: no_freq
+    (no frequency branch built first, so other starting weights) gets the same result after a full
+    trial filled the cache as in a cache of its own."""
+    from bench.methods.base import UnlabelledPool
+    from bench.methods.training import SharedWork
+
+    pool_x = _trials(48, 7).eeg.half()
+    pool = UnlabelledPool({"pool": "test"}, 32, 16, lambda: (pool_x[:32], pool_x[32:]))
+
+    def fit(options: dict, cache) -> tuple[dict, torch.Tensor]:
+        ctx = replace(_ctx(options), pretrain_pool=lambda: pool, shared=SharedWork(cache))
+        torch.manual_seed(0)  # as run_trial seeds every trial
+        m = BrainVis()
+        rep = m.fit(_trials(32, 1), _trials(16, 2), ctx)
+        return rep, m.predict(_trials(8, 3).eeg).logits
+
+    full, _ = fit({}, tmp_path / "a")
+    after_full, logits_after = fit({"use_freq": False}, tmp_path / "a")
+    alone, logits_alone = fit({"use_freq": False}, tmp_path / "b")
+    assert full["pretrain"]["shared"] == "computed" and after_full["pretrain"]["shared"] == "computed"  # its own entry
+    assert after_full["pretrain"]["val_loss"] == alone["pretrain"]["val_loss"] != full["pretrain"]["val_loss"]
+    torch.testing.assert_close(logits_after, logits_alone, rtol=0, atol=0)
+    again, _ = fit({}, tmp_path / "a")
+    assert again["pretrain"]["shared"] == "loaded" and again["pretrain"]["val_loss"] == full["pretrain"]["val_loss"]
