@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from baselines.common import ClassifyThenDraw, Decimate, decimated_length, resolve_config
+from baselines.common import ClassifyThenDraw, resolve_config
+from bench.methods.signal import Decimate, decimated_length
 from bench.methods.base import register_method
 
 

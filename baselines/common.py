@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.methods.base import FitContext, Method, Predictions
+from bench.methods.signal import Decimate, decimated_length
 from bench.data.eegcvpr40 import TrialSet
 
 # Training protocol of the dataset authors' classification script (perceivelab/eeg_visual_classification,
@@ -50,27 +51,6 @@ def resolve_config(defaults: dict[str, Any], section: dict, options: dict | None
                 raise ValueError(f"{method}: unknown {source} key {key!r}; known: {', '.join(sorted(defaults))}")
             cfg[key] = value
     return cfg
-
-
-def decimated_length(n_times: int, decimate: int) -> int:
-    return n_times // int(decimate)
-
-
-class Decimate(nn.Module):
-    """Mean of each ``k`` consecutive samples: ``[B, C, T] -> [B, C, T // k]`` (identity for k = 1).
-
-    The boxcar mean is a crude anti-aliasing low-pass (first null at ``fs / k``) before the rate
-    reduction; used by the mini profiles only (e.g. k = 4: 1 kHz -> 250 Hz).
-    """
-
-    def __init__(self, k: int) -> None:
-        super().__init__()
-        if isinstance(k, bool) or int(k) != k or k < 1:
-            raise ValueError(f"decimate must be a positive integer, got {k!r}")
-        self.k = int(k)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.k == 1 else F.avg_pool1d(x, self.k, self.k)
 
 
 def n_params(module: nn.Module) -> int:

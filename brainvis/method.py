@@ -30,13 +30,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bench.methods.base import FitContext, Method, Predictions, StageClock, register_method
+from bench.methods.signal import Decimate
 from bench.methods.training import accuracy as _accuracy
 from bench.methods.training import batches as _batches
 from bench.methods.training import stage_report, train_classifier
@@ -45,11 +46,24 @@ from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, TimeEnco
 
 ABLATIONS = ("use_time", "use_freq", "pretrain", "finetune", "stage1", "stage2")
 PRETRAIN_DATA = ("all_subjects", "subject")
+FUSION_INIT = ("random", "heads")
 PRETRAIN_VERSION = "1"  # bump when the shared pretraining's output changes
+BRANCH_VERSION = "1"  # bump when the shared all-subject branch training's output changes
+BRANCH_DATA = ("subject", "all_subjects")
+# Fields that only the stages after the branches read (joint fine-tuning, alignment, generation): not part of a shared branch stage's key.
+LATER_STAGE_FIELDS = ("joint_", "align_", "use_mse", "fusion_init", "stage1", "stage2")
 # What the shared pretraining depends on (besides data and seed): the time encoder and its pretraining.
 PRETRAIN_FIELDS = ("d_model", "n_layers", "n_heads", "d_ffn", "dropout", "patch_size", "mask_ratio", "momentum",
                    "n_regressor_layers", "n_codewords", "batch_size", "pretrain_epochs", "pretrain_lr", "weight_decay", "patience",
-                   "pretrain_signal_weight", "rezero")  # fmt: skip
+                   "pretrain_signal_weight", "rezero", "decimate")  # fmt: skip
+
+
+def _concat(parts: list[TrialSet]) -> TrialSet:
+    """Trial sets of several subjects as one (EEG, labels, ids and names concatenated in order)."""
+    return TrialSet(
+        eeg=torch.cat([p.eeg for p in parts]), label=torch.cat([p.label for p in parts]), image=torch.cat([p.image for p in parts]),
+        subject=torch.cat([p.subject for p in parts]), index=np.concatenate([p.index for p in parts]), image_names=[n for p in parts for n in p.image_names],
+    )  # fmt: skip
 
 
 def state_digest(module: torch.nn.Module) -> str:
@@ -99,14 +113,19 @@ class BrainVisConfig:
     align_layers: int = 5
     align_ce_weight: float = 1.0
     use_mse: bool = True
+    align_center: bool = False  # cosines of the alignment loss on sequences minus the mean training target (published: raw)
     weight_decay: float = 0.01
     freq_input_norm: str = "none"  # "log": log1p amplitudes, standardised on the training EEG (published: raw)
     freq_readout: str = "last"  # "mean": mean of the LSTM outputs over bins (published: last step)
     freq_dropout: float = 0.0
+    fusion_init: str = "random"  # "heads": the fusion classifier starts as the sum of the branches' trained heads (published: a new layer)
+    freq_bin_embedding: bool = False  # a learned vector per frequency bin added to the LSTM input (published: none)
     pretrain_data: str = "all_subjects"  # or "subject" (see the module docstring)
+    branch_data: str = "subject"  # "all_subjects": the branches' supervised stages on every subject's training trials (official code)
     pretrain_signal_weight: float = 0.0  # an extra raw-signal (MAE) target in masked modeling (published: none)
     rezero: bool = False  # ReZero encoder layers (residual gates start at 0), as the official classes
     patience: int = 0  # early stopping of every stage after this many epochs without improvement (0: off)
+    decimate: int = 1  # mean of k consecutive samples before both branches (published: 1, the 1 kHz input)
     # ablation switches
     use_time: bool = True
     use_freq: bool = True
@@ -128,6 +147,10 @@ class BrainVisConfig:
             raise ValueError("BrainVis needs at least one of use_time / use_freq")
         if not (cfg.stage1 or cfg.stage2):
             raise ValueError("BrainVis needs at least one of stage1 / stage2")
+        if cfg.fusion_init not in FUSION_INIT:
+            raise ValueError(f"fusion_init must be one of {', '.join(FUSION_INIT)}; got {cfg.fusion_init!r}")
+        if cfg.branch_data not in BRANCH_DATA:
+            raise ValueError(f"branch_data must be one of {', '.join(BRANCH_DATA)}; got {cfg.branch_data!r}")
         if cfg.pretrain_data not in PRETRAIN_DATA:
             raise ValueError(f"pretrain_data must be one of {', '.join(PRETRAIN_DATA)}; got {cfg.pretrain_data!r}")
         return cfg
@@ -140,7 +163,7 @@ class BrainVisConfig:
 def build_branches(cfg: BrainVisConfig, *, n_chans: int = 128, n_times: int = 440, n_classes: int = 40) -> tuple[FreqEncoder | None, TimeEncoder | None]:
     """The enabled branches at the profile's sizes (each with its own 40-way head)."""
     freq = FreqEncoder(n_chans=n_chans, n_times=n_times, n_bins=cfg.n_bins, hidden=cfg.hidden, n_outputs=n_classes, input_norm=cfg.freq_input_norm,
-                       readout=cfg.freq_readout, dropout=cfg.freq_dropout) if cfg.use_freq else None
+                       readout=cfg.freq_readout, dropout=cfg.freq_dropout, bin_embedding=cfg.freq_bin_embedding) if cfg.use_freq else None
     time_enc = None
     if cfg.use_time:
         time_enc = TimeEncoder(
@@ -174,6 +197,8 @@ class BrainVis(Method):
     def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:
         cfg = BrainVisConfig.from_profile(ctx.profile, dict(ctx.spec.options))
         self.cfg, self.ctx = cfg, ctx
+        self.prep = Decimate(cfg.decimate)
+        train, val = self._prepared(train), self._prepared(val)
         seed = ctx.spec.seed
         n_classes = len(ctx.class_prompts)
         n_chans, n_times = train.eeg.shape[1:]
@@ -187,9 +212,8 @@ class BrainVis(Method):
 
         freq, time_enc = build_branches(cfg, n_chans=n_chans, n_times=n_times, n_classes=n_classes)
         if freq is not None:
-            log("brainvis: frequency encoder")
-            freq.fit_input_stats(train.eeg)
-            report["freq"] = train_classifier(freq, freq.classify, train, val, epochs=cfg.freq_epochs, lr=cfg.freq_lr, g=stage_generator(seed, 1), **kw)
+            log(f"brainvis: frequency encoder ({cfg.branch_data})")
+            report["freq"] = self._branch_stage("freq", freq, train, val, epochs=cfg.freq_epochs, lr=cfg.freq_lr, stage=1)
             lap("freq")
 
         if time_enc is not None:
@@ -198,11 +222,13 @@ class BrainVis(Method):
                 report["pretrain"] = self._pretrain_stage(time_enc, train, val)
                 lap("pretrain")
             if cfg.finetune:
-                log("brainvis: time-encoder fine-tuning")
-                report["finetune"] = train_classifier(time_enc, time_enc.classify, train, val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, g=stage_generator(seed, 3), **kw)
+                log(f"brainvis: time-encoder fine-tuning ({cfg.branch_data})")
+                report["finetune"] = self._branch_stage("finetune", time_enc, train, val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, stage=3)
                 lap("finetune")
 
         self.encoder = BrainVisEncoder(n_chans=n_chans, n_times=n_times, n_outputs=n_classes, use_time=cfg.use_time, use_freq=cfg.use_freq, time_encoder=time_enc, freq_encoder=freq)
+        if cfg.fusion_init == "heads":
+            self.encoder.fusion.init_from_heads(time_enc.head if time_enc is not None else None, freq.head if freq is not None else None)
         log("brainvis: joint fine-tuning" if cfg.finetune else "brainvis: fusion classifier on frozen features")
         params = self.encoder.parameters() if cfg.finetune else self.encoder.fusion.parameters()
         if not cfg.finetune:
@@ -224,6 +250,55 @@ class BrainVis(Method):
         return report
 
     # ---------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _prep_eeg(self, eeg: torch.Tensor, batch: int = 512) -> torch.Tensor:
+        """The branches' input: EEG at the configured rate (``eeg`` itself when not decimated)."""
+        if self.prep.k == 1:
+            return eeg
+        return torch.cat([self.prep(eeg[i : i + batch].float()) for i in range(0, len(eeg), batch)])
+
+    def _prepared(self, data: TrialSet) -> TrialSet:
+        return data if self.prep.k == 1 else replace(data, eeg=self._prep_eeg(data.eeg))
+
+    def _branch_stage(self, name: str, module: FreqEncoder | TimeEncoder, train: TrialSet, val: TrialSet, *, epochs: int, lr: float, stage: int) -> dict:
+        """Supervised training of one branch with its own head: on the subject's trials, or (``branch_data
+        = "all_subjects"``, the official code's protocol) on every subject's training trials at the trial's
+        fraction, selected on every subject's validation trials, computed once and shared by every trial
+        with the same configuration (whatever its subject or ``w``)."""
+        cfg, ctx = self.cfg, self.ctx
+        g = stage_generator(ctx.spec.seed, stage)
+        kw = dict(epochs=epochs, lr=lr, batch=cfg.batch_size, wd=cfg.weight_decay, patience=cfg.patience_or_none, passes=ctx.passes)
+        splits = ctx.subject_splits() if cfg.branch_data == "all_subjects" and ctx.subject_splits is not None else None
+        if splits is None:
+            if isinstance(module, FreqEncoder):
+                module.fit_input_stats(train.eeg)
+            return {**train_classifier(module, module.classify, train, val, g=g, **kw), "data": "subject", "n_train": len(train)}
+        parts = {
+            "what": f"brainvis.{name}", "version": BRANCH_VERSION, "splits": splits.describe(), "seed": int(ctx.spec.seed),
+            "n_chans": int(train.eeg.shape[1]), "n_times": int(train.eeg.shape[2]),
+            "config": {f.name: getattr(cfg, f.name) for f in fields(cfg) if not f.name.startswith(LATER_STAGE_FIELDS)},
+            "init": state_digest(module),
+        }  # fmt: skip
+
+        def compute() -> tuple[dict, dict]:
+            trains, vals = [], []
+            for subject in splits.subjects:
+                tr_s, va_s = splits.load(subject)
+                trains.append(self._prepared(tr_s))
+                vals.append(self._prepared(va_s))
+            tr, va = _concat(trains), _concat(vals)
+            with torch.random.fork_rng(devices=[]):  # dropout draws here leave the later stages' RNG untouched
+                torch.manual_seed(int(g.initial_seed()) % (2**31))
+                if isinstance(module, FreqEncoder):
+                    module.fit_input_stats(tr.eeg)
+                rep = train_classifier(module, module.classify, tr, va, g=g, **kw)
+            return module.state_dict(), {**rep, "n_train": len(tr), "n_val": len(va)}
+
+        state, rep, here = ctx.shared.get(parts, compute)
+        if not here:
+            module.load_state_dict(state)
+        return {**rep, "data": "all_subjects", "shared": "computed" if here else "loaded"}
 
     def _pretrain_stage(self, enc: TimeEncoder, train: TrialSet, val: TrialSet) -> dict:
         """Masked-modeling pretraining on the configured data; shared across trials when pooled."""
@@ -248,7 +323,7 @@ class BrainVis(Method):
 
         def compute() -> tuple[dict, dict]:
             x_train, x_val = pool.load()
-            rep = run(x_train, x_val)
+            rep = run(self._prep_eeg(x_train), self._prep_eeg(x_val))
             return enc.state_dict(), rep
 
         state, rep, here = ctx.shared.get(parts, compute)
@@ -306,6 +381,11 @@ class BrainVis(Method):
         vl, vc = self._targets(val)
         text = self.ctx.backbones.text_encoder
         self.align = build_alignment(cfg, self.encoder, n_tokens=text.n_tokens, width=text.width)
+        center = None
+        if cfg.align_center:
+            center = 0.5 * (tl.mean(0) + tc.mean(0))
+            with torch.no_grad():
+                self.align.out.bias.copy_(center.reshape(-1))  # start from the mean sequence; learn what tells prompts apart
         for p in self.encoder.parameters():
             p.requires_grad_(cfg.finetune)
         params = list(self.align.parameters()) + ([p for p in self.encoder.parameters()] if cfg.finetune else [])
@@ -318,7 +398,7 @@ class BrainVis(Method):
             for idx in _batches(len(train), cfg.batch_size, g, passes=self.ctx.passes):
                 out = self.encoder(train.eeg[idx])
                 pred = self.align(out["features"], out["logits"])
-                loss = alignment_loss(pred, tl[idx], tc[idx], w, use_mse=cfg.use_mse)["loss"]
+                loss = alignment_loss(pred, tl[idx], tc[idx], w, use_mse=cfg.use_mse, center=center)["loss"]
                 loss = loss + cfg.align_ce_weight * F.cross_entropy(out["logits"], train.label[idx])
                 opt.zero_grad()
                 loss.backward()
@@ -327,7 +407,7 @@ class BrainVis(Method):
             self.align.eval()
             with torch.no_grad():
                 out = self.encoder(val.eeg)
-                vloss = float(alignment_loss(self.align(out["features"], out["logits"]), vl, vc, w, use_mse=cfg.use_mse)["loss"])
+                vloss = float(alignment_loss(self.align(out["features"], out["logits"]), vl, vc, w, use_mse=cfg.use_mse, center=center)["loss"])
                 vloss += cfg.align_ce_weight * float(F.cross_entropy(out["logits"], val.label))
             ran = epoch + 1
             if vloss < best[0]:
@@ -345,7 +425,7 @@ class BrainVis(Method):
 
     def predict(self, eeg: torch.Tensor) -> Predictions:
         self.encoder.eval()
-        out = self.encoder(eeg)
+        out = self.encoder(self._prep_eeg(eeg))
         cond = None
         if self.align is not None:
             self.align.eval()

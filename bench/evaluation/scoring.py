@@ -85,6 +85,7 @@ class ScoringInputs:
     - ``logits``: the EEG classifier's logits ``[N, C]`` with the test ``labels``;
     - ``labels``: dataset class indices ``[N]`` of the test trials (with ``wnids``, the dataset's classes);
     - ``images``: ground truth ``gt [N, H, W, 3]`` and generated ``gen [N, S, h, w, 3]`` (uint8) and backbones;
+    - ``stage1``: with ``images``, the images of a cascade's first stage in ``stages["stage1"]`` (same shape as ``gen``);
     - ``attributes``: true attribute value indices per test trial (a synthetic world's);
     - ``fidelity``: a fidelity backbone, with ``settings.fidelity`` on (IS, FID, KID).
     """
@@ -97,6 +98,7 @@ class ScoringInputs:
     gt: np.ndarray | None = None
     gen: np.ndarray | None = None
     attributes: dict[str, np.ndarray] | None = None
+    stages: dict[str, np.ndarray] = field(default_factory=dict)  # intermediate images by stage name (e.g. "stage1")
 
     def has(self, need: str) -> bool:
         """Whether these inputs meet ``need`` (one of :data:`bench.metrics.registry.NEEDS`)."""
@@ -150,6 +152,13 @@ class ScoringInputs:
         common = {"extractor": kw.get("feature_extractor", "inception-v3-compat"), "backend": "torch-fidelity " + _fidelity.version()}
         return fg, ft, {"layers": layers, "common": common}
 
+    def stage(self, name: str) -> "ScoringInputs":
+        """The same inputs with ``gen`` = the images of stage ``name`` (computed once per stage)."""
+        views = self.__dict__.setdefault("_stage_views", {})
+        if name not in views:
+            views[name] = ScoringInputs(self.settings, self.backbones, self.logits, self.labels, self.wnids, self.gt, self.stages[name], self.attributes)
+        return views[name]
+
     def per_trial(self, per_image: Any) -> np.ndarray:
         """Per-image values ``[N * S]`` averaged over each trial's samples -> ``[N]``."""
         return np.asarray(per_image, dtype=float).reshape(self.n, self.samples).mean(1)
@@ -159,6 +168,7 @@ _HAS: dict[str, Callable[[ScoringInputs], bool]] = {
     "logits": lambda i: i.logits is not None and i.labels is not None,
     "labels": lambda i: i.labels is not None,
     "images": lambda i: i.gt is not None and i.gen is not None and i.backbones is not None,
+    "stage1": lambda i: _HAS["images"](i) and "stage1" in i.stages,
     "attributes": lambda i: bool(i.attributes),
     "fidelity": lambda i: i.settings.fidelity and getattr(i.backbones, "fidelity", None) is not None,
 }
@@ -266,6 +276,12 @@ def _attributes(inp: ScoringInputs) -> dict | None:
                     attributes=r["attributes"], per_attribute=r["per_attribute"], reader="mini classifier attribute heads")
 
 
+@scores("stage1_attribute_fidelity", needs=("stage1", "attributes"))
+def _stage1_attributes(inp: ScoringInputs) -> dict | None:
+    r = _attributes(inp.stage("stage1"))
+    return None if r is None else {**r, "images": "stage 1"}
+
+
 @scores("ssim", needs=("images",))
 def _ssim(inp: ScoringInputs) -> dict:
     """At the generated resolution (ground truth resized; recorded)."""
@@ -280,6 +296,11 @@ def _clip_similarity(inp: ScoringInputs) -> dict:
     e_gen = inp.backbones.image_encoder.encode(inp.flat).numpy()
     cs = clip_similarity(np.repeat(e_gt, inp.samples, axis=0), e_gen)
     return _with_ci(cs["value"], inp.per_trial(cs["per_pair"]), inp.settings)
+
+
+@scores("stage1_clip_similarity", needs=("stage1",))
+def _stage1_clip_similarity(inp: ScoringInputs) -> dict:
+    return {**_clip_similarity(inp.stage("stage1")), "images": "stage 1"}
 
 
 def _set_features(inp: ScoringInputs, layer: str) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from bench.data.captions import cached_captions, caption_cache_file
-from bench.methods.base import FitContext, TrialSpec, UnlabelledPool
+from bench.methods.base import FitContext, SubjectSplits, TrialSpec, UnlabelledPool
 from bench.methods.registry import get_method, load_builtin_methods
 from bench.plugins import load_plugins
 from bench.methods.training import SharedWork
@@ -89,6 +89,17 @@ def unlabelled_pool(dataset: Dataset, env: "RunEnv") -> UnlabelledPool:
     return UnlabelledPool({"dataset_id": env.dataset_id, **description}, n_train, n_val, load)
 
 
+def subject_splits(dataset: Dataset, env: "RunEnv", fraction: float) -> SubjectSplits:
+    """Every subject's training trials at ``fraction`` and validation trials, with labels (no test trial)."""
+
+    def load(subject: int):
+        d = dataset.load_split(subject, fraction, env.fraction_seed)
+        return d.train, d.val
+
+    subjects = tuple(int(s) for s in dataset.subjects())
+    return SubjectSplits({"dataset_id": env.dataset_id, "fraction": float(fraction), "fraction_seed": int(env.fraction_seed), "subjects": list(subjects)}, subjects, load)
+
+
 def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=None) -> dict:
     """Run one trial and return ``{"metrics", "timings", "fit", "n_test", "images_dir"}``."""
     say = stage_cb or (lambda stage: None)
@@ -123,6 +134,7 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
         image_root=dataset.image_root(),
         device=env.device,
         pretrain_pool=lambda: unlabelled_pool(dataset, env),
+        subject_splits=lambda: subject_splits(dataset, env, spec.fraction),
         shared=SharedWork(cache_dir(env.cache_dir) / "shared" / env.dataset_id, version=code_version()),
     )
     method = method_cls()
@@ -153,6 +165,7 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
         if images:
             inputs.gt = dataset.images(list(data.test.image_names))
             inputs.gen = images["final"]
+            inputs.stages = {k: v for k, v in images.items() if k != "final"}
             inputs.attributes = dataset.attributes(list(data.test.image_names))
             if env.images_dir and key:
                 images_dir = str(Path(env.images_dir) / key)

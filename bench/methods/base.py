@@ -59,6 +59,24 @@ class UnlabelledPool:
 
 
 @dataclass
+class SubjectSplits:
+    """Every subject's labelled trials at the trial's training fraction (the same images for every
+    subject) and their validation trials, never a test image's: what a method may train its
+    cross-subject stages on (BrainVis' ``branch_data = "all_subjects"``, as the official code trains
+    its frequency and time encoders on every subject). ``load(subject) -> (train, val)``."""
+
+    description: dict
+    subjects: tuple[int, ...]
+    loader: Callable[[int], tuple[TrialSet, TrialSet]]
+
+    def describe(self) -> dict:
+        return dict(self.description)
+
+    def load(self, subject: int) -> tuple[TrialSet, TrialSet]:
+        return self.loader(subject)
+
+
+@dataclass
 class FitContext:
     """What a method may use besides its training data."""
 
@@ -72,6 +90,7 @@ class FitContext:
     work_dir: Path | None = None
     log: Callable[[str], None] = lambda msg: None
     pretrain_pool: Callable[[], UnlabelledPool] | None = None  # None: the dataset offers none
+    subject_splits: Callable[[], SubjectSplits] | None = None  # None: the dataset offers none
     shared: SharedWork = field(default_factory=lambda: SharedWork(None))  # work shared between trials (no cache: recomputed)
 
     @property

@@ -41,3 +41,10 @@ def attribute_fidelity(predicted: dict[str, np.ndarray], true: dict[str, np.ndar
         "chance": float(np.mean([1.0 / n_values[a] for a in names])),
         "attributes": names,
     }
+
+
+# The same function on the cascade's first (semantic) stage: where BrainVis' interpolation weight acts.
+# Stage 2 redraws the stage-1 image from the class prompt at strength 0.85, which keeps little of its
+# attributes, so the caption half's effect is measured here (bench.evaluation.scoring).
+register("stage1_attribute_fidelity", higher_is_better=True, label="attr. (stage 1)", interval="wilson", rank=92,
+         description="Attribute fidelity of the cascade's stage-1 images (before the class-prompt refinement)")(attribute_fidelity)

@@ -36,3 +36,7 @@ def clip_similarity(emb_gt: Any, emb_gen: Any) -> dict:
         "count": int(A.shape[0]),
         "dim": int(A.shape[1]),
     }
+
+
+register("stage1_clip_similarity", higher_is_better=True, label="CS (stage 1)", rank=62,
+         description="CLIP similarity of the cascade's stage-1 images (before the class-prompt refinement)")(clip_similarity)

@@ -14,7 +14,7 @@ __all__ = ["Metric", "METRICS", "NEEDS", "UnknownMetricError", "register", "scor
 
 LEVELS = ("trial", "set")  # a value per test trial (paired comparisons possible) | one value per set of images
 INTERVALS = ("wilson", "student_t", "jackknife_log", "jackknife")  # keys of bench.metrics.intervals.CI_METHODS
-NEEDS = ("logits", "labels", "images", "attributes", "fidelity")  # what a scorer may need (bench.evaluation.scoring.ScoringInputs)
+NEEDS = ("logits", "labels", "images", "stage1", "attributes", "fidelity")  # what a scorer may need (bench.evaluation.scoring.ScoringInputs)
 
 
 def _check_needs(name: str, needs: tuple[str, ...]) -> tuple[str, ...]:

@@ -73,7 +73,7 @@ class AlignmentNet(nn.Module):
 
 
 def alignment_loss(
-    pred: Tensor, c_label: Tensor, c_cap: Tensor, w: float, use_mse: bool = False
+    pred: Tensor, c_label: Tensor, c_cap: Tensor, w: float, use_mse: bool = False, center: Tensor | None = None
 ) -> dict[str, Tensor]:
     """Semantic-interpolation alignment loss with an explicit caption weight ``w`` in [0, 1].
 
@@ -82,6 +82,12 @@ def alignment_loss(
     ``loss = (1 - w) * (1 - cos_label) + w * (1 - cos_cap)`` [``+ (1 - w) * mse_label + w * mse_cap`` if
     ``use_mse``], where ``cos_*`` is the cosine between flattened ``[T * W]`` sequences averaged over the
     batch and ``mse_*`` the element-wise mean squared error (the diagnostics are detached).
+
+    ``center`` (``[T, W]``, optional): the cosines are taken between sequences minus ``center`` (e.g.
+    the mean target sequence). Every prompt's sequence shares its start and padding tokens, so raw
+    cosines between *different* prompts are already high (about 0.8-0.9 for the mini text encoder)
+    and a prediction that is no prompt in particular scores well; centred cosines measure the part that
+    tells prompts apart (published: raw).
     """
     if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or not 0.0 <= w <= 1.0:
         raise ValueError(f"alignment weight w must be a number in [0, 1] (0 = label only, 1 = caption only), got {w!r}")
@@ -90,9 +96,12 @@ def alignment_loss(
             f"pred, c_label and c_cap must share one [B, T, W] shape, got {list(pred.shape)}, "
             f"{list(c_label.shape)}, {list(c_cap.shape)}"
         )
-    flat = pred.flatten(1)
-    cos_label = F.cosine_similarity(flat, c_label.flatten(1), dim=1).mean()
-    cos_cap = F.cosine_similarity(flat, c_cap.flatten(1), dim=1).mean()
+    if center is not None and tuple(center.shape) != tuple(pred.shape[1:]):
+        raise ValueError(f"center must be [T, W] = {list(pred.shape[1:])}, got {list(center.shape)}")
+    c0 = 0.0 if center is None else center
+    flat = (pred - c0).flatten(1)
+    cos_label = F.cosine_similarity(flat, (c_label - c0).flatten(1), dim=1).mean()
+    cos_cap = F.cosine_similarity(flat, (c_cap - c0).flatten(1), dim=1).mean()
     mse_label = F.mse_loss(pred, c_label)
     mse_cap = F.mse_loss(pred, c_cap)
     loss = (1.0 - w) * (1.0 - cos_label) + w * (1.0 - cos_cap)

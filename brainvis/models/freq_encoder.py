@@ -36,6 +36,8 @@ class FreqEncoder(nn.Module):
         code a last-step reader memorised the training set and scored chance on held-out trials,
         a mean reader did not.
     dropout : dropout on the spectrum and on the feature (published: none).
+    bin_embedding : add a learned vector per bin (``[n_bins, n_chans]``) to the LSTM input, so
+        that the LSTM, whose weights every bin shares, can tell the bins apart (published: none).
     input_norm : ``"none"`` (published: raw amplitudes, which span three orders of magnitude) or
         ``"log"``: ``log1p`` amplitudes, standardised per (bin, channel) with statistics of the
         training EEG (:meth:`fit_input_stats`; buffers, so they travel with the state dict).
@@ -43,7 +45,7 @@ class FreqEncoder(nn.Module):
 
     def __init__(
         self, *, n_chans: int = 128, n_times: int = 440, n_bins: int = 220, hidden: int = 128, n_outputs: int | None = 40,
-        input_norm: str = "none", readout: str = "last", dropout: float = 0.0,
+        input_norm: str = "none", readout: str = "last", dropout: float = 0.0, bin_embedding: bool = False,
     ) -> None:
         super().__init__()
         if not 1 <= n_bins <= n_times // 2:
@@ -57,6 +59,11 @@ class FreqEncoder(nn.Module):
         self.n_chans, self.n_times, self.n_bins, self.input_norm = n_chans, n_times, n_bins, input_norm
         self.register_buffer("in_mean", torch.zeros(n_bins, n_chans))
         self.register_buffer("in_std", torch.ones(n_bins, n_chans))
+        # A learned vector per frequency bin added to the LSTM's input: the LSTM's weights are shared by
+        # every bin, and this is how it can tell one bin from another (published: none).
+        self.bin_embedding = nn.Parameter(torch.zeros(n_bins, n_chans)) if bin_embedding else None
+        if self.bin_embedding is not None:
+            nn.init.normal_(self.bin_embedding, std=1.0)
         self.hidden = self.n_features = hidden
         self.lstm = nn.LSTM(n_chans, hidden, num_layers=1, batch_first=True)
         self.fc = nn.Linear(hidden, hidden)
@@ -94,7 +101,10 @@ class FreqEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """EEG ``[B, n_chans, n_times]`` -> feature ``[B, hidden]`` (LSTM readout, Linear + ReLU)."""
-        out, _ = self.lstm(self.drop(self.spectrum(x)))
+        amp = self.spectrum(x)
+        if self.bin_embedding is not None:
+            amp = amp + self.bin_embedding
+        out, _ = self.lstm(self.drop(amp))
         h = out[:, -1] if self.readout == "last" else out.mean(1)
         return self.drop(F.relu(self.fc(h)))
 
