@@ -75,11 +75,9 @@ class OracleLabel(ReferenceRow):
     source = "- (reference row; REFERENCE.md §3)"
 
     def generate(self, preds: Predictions, ctx: FitContext, *, seed: int) -> dict[str, np.ndarray]:
-        from bench.methods.generation import settings, txt2img_samples
+        from bench.methods.generation import generate_from_prompts
 
-        s = settings(ctx)
-        preds.cond = self._cond(preds.extra["prompts"], ctx)
-        return {"final": txt2img_samples(preds.cond, ctx, seed=seed, steps=s["stage2_steps"], guidance=s["stage2_guidance"])}
+        return {"final": generate_from_prompts(preds.extra["prompts"], ctx, seed=seed)}
 
 
 @register_method

@@ -113,6 +113,7 @@ class BrainVisConfig:
     align_layers: int = 5
     align_ce_weight: float = 1.0
     use_mse: bool = True
+    align_input_norm: bool = False  # standardise the alignment network's inputs (features, logits) on the training trials (published: raw)
     align_center: bool = False  # cosines of the alignment loss on sequences minus the mean training target (published: raw)
     weight_decay: float = 0.01
     freq_input_norm: str = "none"  # "log": log1p amplitudes, standardised on the training EEG (published: raw)
@@ -381,6 +382,11 @@ class BrainVis(Method):
         vl, vc = self._targets(val)
         text = self.ctx.backbones.text_encoder
         self.align = build_alignment(cfg, self.encoder, n_tokens=text.n_tokens, width=text.width)
+        if cfg.align_input_norm:
+            with torch.no_grad():
+                self.encoder.eval()
+                out = self.encoder(train.eeg)
+                self.align.fit_input_stats(out["features"], out["logits"])
         center = None
         if cfg.align_center:
             center = 0.5 * (tl.mean(0) + tc.mean(0))

@@ -8,7 +8,7 @@ own resizing/normalisation. Text conditioning is a token sequence ``[B, n_tokens
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -45,11 +45,12 @@ class Generator(Protocol):
     resolution: int
 
     def txt2img(
-        self, prompt_embeds: torch.Tensor, *, steps: int, guidance: float, seed: int, negative_embeds: torch.Tensor | None = None,
+        self, prompt_embeds: torch.Tensor, *, steps: int, guidance: float, seed: int | Sequence[int], negative_embeds: torch.Tensor | None = None,
         sampler: str = "plms",
     ) -> np.ndarray:
         """Images ``[B, H, W, 3]`` uint8 from conditioning sequences ``[B, n_tokens, width]``;
-        ``sampler`` names the diffusion sampler (``bench.backbones.diffusion.SAMPLERS``)."""
+        ``seed``: one for the batch or one per image; ``sampler`` names the diffusion sampler
+        (``bench.backbones.diffusion.SAMPLERS``)."""
 
     def img2img(
         self,
@@ -59,11 +60,11 @@ class Generator(Protocol):
         strength: float,
         steps: int,
         guidance: float,
-        seed: int,
+        seed: int | Sequence[int],
         negative_embeds: torch.Tensor | None = None,
         sampler: str = "plms",
     ) -> np.ndarray:
-        """Refine ``images`` towards the conditioning (SDEdit / img2img)."""
+        """Refine ``images`` towards the conditioning (SDEdit / img2img); ``seed`` as for ``txt2img``."""
 
 
 @runtime_checkable

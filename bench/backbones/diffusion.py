@@ -13,6 +13,8 @@ timesteps), so both scales share the noise schedule they were trained with.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 from diffusers import (
@@ -81,12 +83,16 @@ class DiffusersGenerator:
             negative_embeds = self.uncond_embeds
         return negative_embeds.to(self.device, self.dtype).expand(prompt_embeds.shape[0], -1, -1)
 
-    def _generator(self, seed: int) -> torch.Generator:
-        return torch.Generator(device="cpu").manual_seed(int(seed))
+    def _generator(self, seed: int | Sequence[int]) -> torch.Generator | list[torch.Generator]:
+        """One generator for the batch (an int), or one per image (a sequence: image ``j`` draws its
+        noise from ``seed[j]`` alone, whatever else is in the batch)."""
+        if isinstance(seed, (int, np.integer)):
+            return torch.Generator(device="cpu").manual_seed(int(seed))
+        return [torch.Generator(device="cpu").manual_seed(int(s)) for s in seed]
 
     @torch.no_grad()
     def txt2img(
-        self, prompt_embeds: torch.Tensor, *, steps: int, guidance: float, seed: int, negative_embeds: torch.Tensor | None = None,
+        self, prompt_embeds: torch.Tensor, *, steps: int, guidance: float, seed: int | Sequence[int], negative_embeds: torch.Tensor | None = None,
         sampler: str = DEFAULT_SAMPLER,
     ) -> np.ndarray:
         self._use_sampler(sampler)
@@ -112,7 +118,7 @@ class DiffusersGenerator:
         strength: float,
         steps: int,
         guidance: float,
-        seed: int,
+        seed: int | Sequence[int],
         negative_embeds: torch.Tensor | None = None,
         sampler: str = DEFAULT_SAMPLER,
     ) -> np.ndarray:

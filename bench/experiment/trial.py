@@ -135,6 +135,7 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
         device=env.device,
         pretrain_pool=lambda: unlabelled_pool(dataset, env),
         subject_splits=lambda: subject_splits(dataset, env, spec.fraction),
+        image_cache=cache_dir(env.cache_dir) / "images",
         shared=SharedWork(cache_dir(env.cache_dir) / "shared" / env.dataset_id, version=code_version()),
     )
     method = method_cls()

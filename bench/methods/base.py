@@ -91,6 +91,7 @@ class FitContext:
     log: Callable[[str], None] = lambda msg: None
     pretrain_pool: Callable[[], UnlabelledPool] | None = None  # None: the dataset offers none
     subject_splits: Callable[[], SubjectSplits] | None = None  # None: the dataset offers none
+    image_cache: Path | None = None  # class-prompt images shared between trials (bench.methods.generation); None: none
     shared: SharedWork = field(default_factory=lambda: SharedWork(None))  # work shared between trials (no cache: recomputed)
 
     @property

@@ -109,7 +109,7 @@ def git_commit() -> str | None:
 CODE_VERSION_ENV = "BRAINVIS_BENCH_CODE_VERSION"
 
 
-RESULTS_VERSION = "2"  # bump when a change alters any trial's result (methods, metrics, data layer)
+RESULTS_VERSION = "3"  # bump when a change alters any trial's result (methods, metrics, data layer)
 
 
 def code_version() -> str:

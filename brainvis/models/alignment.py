@@ -54,6 +54,17 @@ class AlignmentNet(nn.Module):
         widths = [hidden if i % 2 == 0 else bottleneck for i in range(n_layers)]
         self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip([in_features, *widths], widths))
         self.out = nn.Linear(widths[-1], n_tokens * width)
+        # Input standardisation (identity until fit_input_stats): features and logits live on very
+        # different scales (logits of a confident classifier reach tens), and the first tanh saturates.
+        self.register_buffer("in_mean", torch.zeros(in_features))
+        self.register_buffer("in_std", torch.ones(in_features))
+
+    @torch.no_grad()
+    def fit_input_stats(self, features: Tensor, logits: Tensor | None = None) -> None:
+        """Standardise each input dimension with the mean and std of these (training) inputs."""
+        z = features if logits is None else torch.cat([features, logits], dim=1)
+        self.in_mean.copy_(z.mean(0))
+        self.in_std.copy_(z.std(0).clamp_min(1e-6))
 
     def forward(self, features: Tensor, logits: Tensor | None = None) -> Tensor:
         """``features [B, F]`` and ``logits [B, K]`` (concatenated; or one pre-concatenated ``[B, F + K]``)
@@ -62,7 +73,7 @@ class AlignmentNet(nn.Module):
         if z.ndim != 2 or z.shape[1] != self.in_features:
             raise ValueError(f"AlignmentNet expects [B, {self.in_features}] inputs in all, got {list(z.shape)}")
         outputs: list[Tensor] = []
-        h = z
+        h = (z - self.in_mean) / self.in_std
         for i, layer in enumerate(self.layers):
             pre = layer(h)
             if i >= 2:
