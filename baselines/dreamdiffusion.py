@@ -48,6 +48,7 @@ from PIL import Image
 from torch import nn
 
 from baselines.common import batched, n_params, resolve_config
+from bench.methods.signal import Decimate
 from bench.methods.base import FitContext, Method, Predictions, StageClock, register_method
 from bench.methods.training import batches as _batches
 from bench.methods.training import stage_report
@@ -69,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "pretrain_lr": 2.5e-4,
     "pretrain_batch": 128,
     "pretrain_wd": 0.05,
+    "pretrain_min_delta": 0.0,  # harness addition: early stopping counts a validation loss as better only below best * (1 - min_delta)
     "clip_grad": 0.8,
     # fine-tuning of encoder + mappers
     "finetune_epochs": 500,
@@ -85,6 +87,8 @@ DEFAULTS: dict[str, Any] = {
     "probe_wd": 0.0,
     # harness addition: early stopping of every stage (0: off, the published schedule)
     "patience": 0,
+    # harness addition: mean of k consecutive samples before the encoder (mini profiles; 1 = off, published)
+    "decimate": 1,
 }
 
 
@@ -203,6 +207,8 @@ class DreamDiffusion(Method):
     def fit(self, train: TrialSet, val: TrialSet, ctx: FitContext) -> dict:
         cfg = self.config(ctx.profile, dict(ctx.spec.options))
         self.cfg, self.ctx = cfg, ctx
+        self.prep = Decimate(int(cfg["decimate"]))
+        train, val = (dataclasses.replace(d, eeg=self.prep(d.eeg)) for d in (train, val))
         n_chans, n_times = train.eeg.shape[1:]
         report: dict[str, Any] = {"config": dict(cfg)}
         clock = StageClock()
@@ -251,7 +257,7 @@ class DreamDiffusion(Method):
             with torch.no_grad():
                 vloss = float(mae.mae_loss(val.eeg, generator=torch.Generator().manual_seed(12345)))
             ran = epoch + 1
-            if vloss < best[0]:
+            if vloss < best[0] * (1.0 - cfg["pretrain_min_delta"]):  # a smaller relative improvement does not count
                 best = (vloss, epoch + 1, copy.deepcopy(mae.state_dict()))
             elif cfg["patience"] and epoch + 1 - best[1] >= cfg["patience"]:
                 break
@@ -343,7 +349,7 @@ class DreamDiffusion(Method):
     @torch.no_grad()
     def predict(self, eeg: torch.Tensor) -> Predictions:
         self.mae.eval()
-        latent = batched(self.mae.encode, eeg)
+        latent = batched(self.mae.encode, self.prep(eeg))
         logits = self.probe((latent.mean(1) - self.f_mean) / self.f_std)
         cond = None
         if self.head is not None:

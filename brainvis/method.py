@@ -113,6 +113,9 @@ class BrainVisConfig:
     align_layers: int = 5
     align_ce_weight: float = 1.0
     use_mse: bool = True
+    align_patience: int = 0  # the alignment's own early-stopping patience (0: ``patience``); its validation loss is noisier than accuracy
+    align_finetune: bool = True  # the encoder keeps training during alignment (published); False: frozen, its outputs computed once
+    align_select: str = "loss"  # the alignment epoch kept: lowest validation "loss" (alignment + CE) or "alignment" (alignment term alone)
     align_input_norm: bool = False  # standardise the alignment network's inputs (features, logits) on the training trials (published: raw)
     align_center: bool = False  # cosines of the alignment loss on sequences minus the mean training target (published: raw)
     weight_decay: float = 0.01
@@ -392,35 +395,51 @@ class BrainVis(Method):
             center = 0.5 * (tl.mean(0) + tc.mean(0))
             with torch.no_grad():
                 self.align.out.bias.copy_(center.reshape(-1))  # start from the mean sequence; learn what tells prompts apart
+        tune = cfg.finetune and cfg.align_finetune  # the encoder keeps training (published) or is frozen
+        patience = cfg.align_patience if cfg.align_patience > 0 else cfg.patience_or_none
         for p in self.encoder.parameters():
-            p.requires_grad_(cfg.finetune)
-        params = list(self.align.parameters()) + ([p for p in self.encoder.parameters()] if cfg.finetune else [])
+            p.requires_grad_(tune)
+        frozen: dict[str, dict[str, torch.Tensor]] = {}
+        if not tune:  # a frozen encoder's outputs are computed once
+            self.encoder.eval()
+            with torch.no_grad():
+                frozen = {name: self.encoder(split.eeg) for name, split in (("train", train), ("val", val))}
+
+        def encode(name: str, split: TrialSet, idx) -> dict[str, torch.Tensor]:
+            if tune:
+                return self.encoder(split.eeg if idx is None else split.eeg[idx])
+            return frozen[name] if idx is None else {k: v[idx] for k, v in frozen[name].items()}
+
+        params = list(self.align.parameters()) + ([p for p in self.encoder.parameters()] if tune else [])
         opt = torch.optim.AdamW(params, lr=cfg.align_lr, weight_decay=cfg.weight_decay)
         best = (math.inf, 0, None)
         ran = 0
         for epoch in range(cfg.align_epochs):
-            self.encoder.train(cfg.finetune)
+            self.encoder.train(tune)
             self.align.train()
             for idx in _batches(len(train), cfg.batch_size, g, passes=self.ctx.passes):
-                out = self.encoder(train.eeg[idx])
+                out = encode("train", train, idx)
                 pred = self.align(out["features"], out["logits"])
                 loss = alignment_loss(pred, tl[idx], tc[idx], w, use_mse=cfg.use_mse, center=center)["loss"]
-                loss = loss + cfg.align_ce_weight * F.cross_entropy(out["logits"], train.label[idx])
+                if tune:
+                    loss = loss + cfg.align_ce_weight * F.cross_entropy(out["logits"], train.label[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             self.encoder.eval()
             self.align.eval()
             with torch.no_grad():
-                out = self.encoder(val.eeg)
+                out = encode("val", val, None)
                 vloss = float(alignment_loss(self.align(out["features"], out["logits"]), vl, vc, w, use_mse=cfg.use_mse, center=center)["loss"])
-                vloss += cfg.align_ce_weight * float(F.cross_entropy(out["logits"], val.label))
+                if cfg.align_select == "loss" and tune:
+                    vloss += cfg.align_ce_weight * float(F.cross_entropy(out["logits"], val.label))
             ran = epoch + 1
             if vloss < best[0]:
-                best = (vloss, epoch + 1, (copy.deepcopy(self.encoder.state_dict()), copy.deepcopy(self.align.state_dict())))
-            elif cfg.patience_or_none is not None and epoch + 1 - best[1] >= cfg.patience:
+                best = (vloss, epoch + 1, (copy.deepcopy(self.encoder.state_dict()) if tune else None, copy.deepcopy(self.align.state_dict())))
+            elif patience is not None and epoch + 1 - best[1] >= patience:
                 break
-        self.encoder.load_state_dict(best[2][0])
+        if best[2][0] is not None:
+            self.encoder.load_state_dict(best[2][0])
         self.align.load_state_dict(best[2][1])
         with torch.no_grad():
             out = self.encoder(val.eeg)
