@@ -141,7 +141,7 @@ def test_methods_show_gives_defaults_and_their_sources(capsys):
     assert rows["d_model"]["value"] == 64 and rows["d_model"]["default"] == 1024 and rows["d_model"]["from"] == "profile mini"
     assert rows["use_time"]["from"] == "code default"
     eeg = {r["key"]: r for r in method_config("eegnet", "mini")}
-    assert eeg["kernel_length"]["value"] == 32 and eeg["drop_prob"]["from"] == "code default"  # braindecode's own default
+    assert eeg["kernel_length"]["value"] == 16 and eeg["drop_prob"]["from"] == "code default"  # braindecode's own default
     assert main(["methods", "show", "lstm", "--profile", "paper"]) == 0
     assert "profile paper" in capsys.readouterr().out
     assert main(["methods", "show", "nosuch"]) == 2

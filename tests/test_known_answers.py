@@ -14,7 +14,7 @@ from bench.errors import UserError
 
 def test_shipped_known_answers_grid_pairs_every_check_with_its_null_world():
     g = load_grid("known_answers")
-    assert len(g.checks) == 4
+    assert len(g.checks) == 5
     planted = spec_of_world(g.worlds[0]).world_id
     assert planted == make_spec("mini").world_id
     for c in g.checks:
@@ -24,7 +24,7 @@ def test_shipped_known_answers_grid_pairs_every_check_with_its_null_world():
     # the planted world runs every variant (full twice: w = 0 and 0.5); each null world only its
     # check's, the classification-only ones at w = 0.5 alone (w changes images, not classification)
     counts = [len(expand_trials(g, world=w)) for w in g.worlds]
-    assert counts == [5, 2, 2, 2, 2]
+    assert counts == [6, 2, 2, 3, 2]
     for world in g.worlds[1:4]:
         assert not g.world_generates(world) and {t.spec.w for t in expand_trials(g, world=world)} == {0.5}
 

@@ -75,6 +75,9 @@ def test_every_registered_metric_returns_json_safe_value():
         "kid": ((rng.normal(size=(20, 4)), rng.normal(size=(20, 4))), {}),
         "attribute_fidelity": (({"colour": rng.integers(0, 6, M)}, {"colour": rng.integers(0, 6, M)}, {"colour": 6}), {}),
     }
+    # The cascade's stage-1 metrics are the same functions on the stage-1 images.
+    inputs["stage1_attribute_fidelity"] = inputs["attribute_fidelity"]
+    inputs["stage1_clip_similarity"] = inputs["clip_similarity"]
     for name in list_metrics():
         if name.startswith("_"):
             continue
