@@ -249,6 +249,33 @@ def test_peak_memory_counts_a_child_process():
     assert 290 < full - empty < 360, (empty, full)
 
 
+def test_peak_memory_reads_pss_at_its_own_slower_cadence(monkeypatch):
+    """The expensive PSS pass runs every ``pss_interval_s``; the cheap used-memory read every ``interval_s``."""
+    import time
+
+    from bench.experiment import memory as M
+
+    calls = {"pss": 0, "used": 0}
+
+    def pss(*a):
+        calls["pss"] += 1
+        return 100.0 + calls["pss"]
+
+    def used():
+        calls["used"] += 1
+        return 1000.0 + 10 * calls["used"]
+
+    monkeypatch.setattr(M, "tree_pss_mib", pss)
+    monkeypatch.setattr(M, "used_mib", used)
+    with M.PeakMemory(interval_s=0.01, pss_interval_s=0.1) as m:
+        time.sleep(0.5)
+    ticks = calls["used"] - 2  # minus the baseline read and the first sample
+    assert ticks >= 20
+    assert 2 + ticks // 10 - 1 <= calls["pss"] <= 2 + ticks // 10 + 1  # start, every 10th tick, stop
+    assert m.peak_pss == 100.0 + calls["pss"]  # the last (largest) reading, taken at stop
+    assert m.peak_used == 10 * calls["used"] - 10  # rise over the baseline, read every tick
+
+
 def test_progress_display_renders(tmp_path):
     from rich.console import Console
 
