@@ -47,6 +47,7 @@ from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, TimeEnco
 ABLATIONS = ("use_time", "use_freq", "pretrain", "finetune", "stage1", "stage2")
 PRETRAIN_DATA = ("all_subjects", "subject")
 FUSION_INIT = ("random", "heads")
+ALIGN_SELECT = ("loss", "alignment")
 PRETRAIN_VERSION = "1"  # bump when the shared pretraining's output changes
 BRANCH_VERSION = "1"  # bump when the shared all-subject branch training's output changes
 BRANCH_DATA = ("subject", "all_subjects")
@@ -56,14 +57,6 @@ LATER_STAGE_FIELDS = ("joint_", "align_", "use_mse", "fusion_init", "stage1", "s
 PRETRAIN_FIELDS = ("d_model", "n_layers", "n_heads", "d_ffn", "dropout", "patch_size", "mask_ratio", "momentum",
                    "n_regressor_layers", "n_codewords", "batch_size", "pretrain_epochs", "pretrain_lr", "weight_decay", "patience",
                    "pretrain_signal_weight", "rezero", "decimate")  # fmt: skip
-
-
-def _concat(parts: list[TrialSet]) -> TrialSet:
-    """Trial sets of several subjects as one (EEG, labels, ids and names concatenated in order)."""
-    return TrialSet(
-        eeg=torch.cat([p.eeg for p in parts]), label=torch.cat([p.label for p in parts]), image=torch.cat([p.image for p in parts]),
-        subject=torch.cat([p.subject for p in parts]), index=np.concatenate([p.index for p in parts]), image_names=[n for p in parts for n in p.image_names],
-    )  # fmt: skip
 
 
 def state_digest(module: torch.nn.Module) -> str:
@@ -153,6 +146,8 @@ class BrainVisConfig:
             raise ValueError("BrainVis needs at least one of stage1 / stage2")
         if cfg.fusion_init not in FUSION_INIT:
             raise ValueError(f"fusion_init must be one of {', '.join(FUSION_INIT)}; got {cfg.fusion_init!r}")
+        if cfg.align_select not in ALIGN_SELECT:
+            raise ValueError(f"align_select must be one of {', '.join(ALIGN_SELECT)}; got {cfg.align_select!r}")
         if cfg.branch_data not in BRANCH_DATA:
             raise ValueError(f"branch_data must be one of {', '.join(BRANCH_DATA)}; got {cfg.branch_data!r}")
         if cfg.pretrain_data not in PRETRAIN_DATA:
@@ -291,7 +286,7 @@ class BrainVis(Method):
                 tr_s, va_s = splits.load(subject)
                 trains.append(self._prepared(tr_s))
                 vals.append(self._prepared(va_s))
-            tr, va = _concat(trains), _concat(vals)
+            tr, va = TrialSet.concat(trains), TrialSet.concat(vals)
             with torch.random.fork_rng(devices=[]):  # dropout draws here leave the later stages' RNG untouched
                 torch.manual_seed(int(g.initial_seed()) % (2**31))
                 if isinstance(module, FreqEncoder):

@@ -336,6 +336,14 @@ class TrialSet:
     def __len__(self) -> int:
         return int(self.label.shape[0])
 
+    @classmethod
+    def concat(cls, parts: list["TrialSet"]) -> "TrialSet":
+        """Several trial sets (e.g. several subjects') as one, in order."""
+        return cls(
+            eeg=torch.cat([p.eeg for p in parts]), label=torch.cat([p.label for p in parts]), image=torch.cat([p.image for p in parts]),
+            subject=torch.cat([p.subject for p in parts]), index=np.concatenate([p.index for p in parts]), image_names=[n for p in parts for n in p.image_names],
+        )  # fmt: skip
+
 
 def make_trial_set(release: Release, indices: np.ndarray, *, t_start: int = T_START, t_end: int = T_END) -> TrialSet:
     """Crop each trial to samples ``t_start..t_end`` and stack (copies out of the memory map)."""

@@ -14,7 +14,7 @@ one torch-fidelity feature pass over the images (:mod:`bench.metrics.set_level`)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from functools import cached_property
 from typing import Any, Callable
@@ -156,7 +156,7 @@ class ScoringInputs:
         """The same inputs with ``gen`` = the images of stage ``name`` (computed once per stage)."""
         views = self.__dict__.setdefault("_stage_views", {})
         if name not in views:
-            views[name] = ScoringInputs(self.settings, self.backbones, self.logits, self.labels, self.wnids, self.gt, self.stages[name], self.attributes)
+            views[name] = replace(self, gen=self.stages[name], stages={})
         return views[name]
 
     def per_trial(self, per_image: Any) -> np.ndarray:

@@ -162,7 +162,6 @@ class TimeEncoder(nn.Module):
         codeword_source: Literal["target", "patch"] = "target",
         tie_codebook: bool = True,
         signal_weight: float = 0.0,
-        target_norm: bool = False,
         rezero: bool = False,
         n_outputs: int | None = None,
         pretraining: bool = True,
@@ -187,7 +186,6 @@ class TimeEncoder(nn.Module):
         self.mse_weight, self.ce_weight, self.label_smoothing = mse_weight, ce_weight, label_smoothing
         self.gumbel, self.target_input, self.codeword_source = gumbel, target_input, codeword_source
         self.tie_codebook, self.pretraining = tie_codebook, pretraining
-        self.target_norm = bool(target_norm)
 
         self.backbone = _Backbone(
             n_chans=n_chans, n_units=n_units, patch_size=patch_size, d_model=d_model, n_layers=n_layers,
@@ -282,8 +280,6 @@ class TimeEncoder(nn.Module):
             else:
                 ema_units = ema.embed(x) + ema.pos
                 target = ema.encoder(_take_units(ema_units, masked_idx))
-            if self.target_norm:
-                target = F.layer_norm(target, target.shape[-1:])
             source = target if self.codeword_source == "target" else _take_units(units, masked_idx)
             ids = self.codeword_ids(source, generator=generator)  # [B, M]
 
