@@ -89,6 +89,22 @@ def test_verdicts_follow_the_rule():
     (res,) = check_results(recs[:2], g)
     assert res["verdict"].startswith("incomplete")
 
+    # null = "no_gain": harm on the null world is allowed, a gain in the expected direction is not
+    g2 = parse_grid({
+        "axes": {"method": ["brainvis"]},
+        "variants": [{"name": "full"}, {"name": "no_freq", "options": {"use_freq": False}}],
+        "worlds": [{"scale": "smoke"}, {"scale": "smoke", "effects": {"induced_class": 0}}],
+        "checks": [{"name": "frequency branch", "effect": "induced_class", "a": {"variant": "full"}, "b": {"variant": "no_freq"}, "metric": "top1", "null": "no_gain"}],
+    })  # fmt: skip
+    better = np.maximum(full, (rng.random(n) < 0.5).astype(float))  # no_freq beats full: harm from the "full" side
+    for null_b, verdict in ((better, "recovered"), (worse, "not recovered: a gain on the null world too"), (same, "recovered")):
+        recs = [_records(planted, "full", 0.5, full), _records(planted, "no_freq", 0.5, worse), _records(null, "full", 0.5, full), _records(null, "no_freq", 0.5, null_b)]
+        (res,) = check_results(recs, g2)
+        assert res["verdict"] == verdict and res["null_expect"] == "no_gain", (verdict, res)
+    assert "(expected: no gain)" in markdown([res])
+    with pytest.raises(UserError, match="null must be one of"):
+        parse_grid({"axes": {"method": ["brainvis"]}, "checks": [{"effect": "shared", "a": {}, "b": {}, "metric": "top1", "null": "maybe"}]})
+
 
 def test_leaderboard_shows_the_checks_and_links_the_stored_world_cards(tmp_path):
     """A grid with [[checks]] gets a "Planted effect recovered?" section; each world's card kept in the

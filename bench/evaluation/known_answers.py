@@ -7,7 +7,10 @@ one with that effect at 0. On each, the paired difference ``a - b`` over the sam
 (same subject, fraction and seed) gets a 95% bootstrap CI and a paired permutation p-value.
 
 Verdict (:data:`RULE`): *recovered* when the planted world's difference has the expected sign
-with p < 0.01 and the null world's has p > 0.05.
+with p < 0.01 and the null world shows what the check's ``null`` says: ``"none"`` (the default) no
+difference (p > 0.05); ``"no_gain"`` no difference in the expected direction (the expected sign
+fails or p > 0.05), for checks whose null world may rightly show harm (pooling subjects who share
+nothing cannot help, and may cost).
 """
 
 from __future__ import annotations
@@ -18,10 +21,19 @@ import numpy as np
 
 ALPHA_PLANTED = 0.01
 ALPHA_NULL = 0.05
+NULLS = ("none", "no_gain")  # what a check's null world should show (see the module docstring)
 RULE = (
     f"recovered = the difference has the expected sign with p < {ALPHA_PLANTED} on the planted world "
-    f"and p > {ALPHA_NULL} on its null world (paired permutation test over the same test trials)"
+    f"and p > {ALPHA_NULL} on its null world (null \"none\"), or no difference in the expected direction with "
+    f"p < {ALPHA_NULL} there (null \"no_gain\"); paired permutation tests over the same test trials"
 )
+
+
+def null_holds(null: dict, sign: float, kind: str) -> bool:
+    """Does the null world show what a check of null ``kind`` expects?"""
+    if kind == "no_gain":
+        return not (sign * null["diff"] > 0 and null["p"] < ALPHA_NULL)
+    return null["p"] > ALPHA_NULL
 
 
 def world_pair(grid, effect: str) -> tuple[str | None, str | None]:
@@ -94,8 +106,9 @@ def check_results(records: list[dict], grid) -> list[dict]:
         a, b = _side(grid, c["a"]), _side(grid, c["b"])
         planted, null = world_pair(grid, c["effect"])
         sign = 1.0 if c.get("expect", "positive") == "positive" else -1.0
+        kind = c.get("null", "none")
         res = {"name": c.get("name") or c["effect"], "effect": c["effect"], "metric": c["metric"], "expect": c.get("expect", "positive"),
-               "a": a, "b": b, "planted_world": planted, "null_world": null}  # fmt: skip
+               "null_expect": kind, "a": a, "b": b, "planted_world": planted, "null_world": null}  # fmt: skip
         for where, dataset in (("planted", planted), ("null", null)):
             xa, xb, runs = paired_values(records, dataset, a, b, c["metric"], grid) if dataset else (np.array([]), np.array([]), 0)
             if len(xa) < 2:
@@ -107,14 +120,14 @@ def check_results(records: list[dict], grid) -> list[dict]:
         p, n = res["planted"], res["null"]
         if p is None or n is None:
             res["verdict"] = "incomplete (records missing)"
-        elif sign * p["diff"] > 0 and p["p"] < ALPHA_PLANTED and n["p"] > ALPHA_NULL:
+        elif sign * p["diff"] > 0 and p["p"] < ALPHA_PLANTED and null_holds(n, sign, kind):
             res["verdict"] = "recovered"
         elif sign * p["diff"] < 0 and p["p"] < ALPHA_PLANTED:
             res["verdict"] = "not recovered: the opposite effect where planted"
         elif not (sign * p["diff"] > 0 and p["p"] < ALPHA_PLANTED):
             res["verdict"] = "not recovered: no effect where planted"
         else:
-            res["verdict"] = "not recovered: an effect on the null world too"
+            res["verdict"] = "not recovered: a gain on the null world too" if kind == "no_gain" else "not recovered: an effect on the null world too"
         out.append(res)
     return out
 
@@ -143,7 +156,8 @@ def markdown(results: list[dict], labels: dict[str, str] | None = None) -> str:
 
     for r in results:
         comp = f"{_label(r['a'])} - {_label(r['b'])}"
-        lines.append(f"| {r['name']} | {r['effect']} | {comp} | {r['metric']} | {cell(r['planted'])} | {cell(r['null'])} | **{r['verdict']}** |")
+        expected = " (expected: no gain)" if r.get("null_expect") == "no_gain" else ""
+        lines.append(f"| {r['name']} | {r['effect']} | {comp} | {r['metric']} | {cell(r['planted'])} | {cell(r['null'])}{expected} | **{r['verdict']}** |")
     worlds = {w for r in results for w in (r["planted_world"], r["null_world"]) if w}
     if worlds:
         lines += ["", "Worlds: " + "; ".join(f"`{w}` ({labels.get(w, w)})" for w in sorted(worlds)) + "."]

@@ -34,6 +34,7 @@ A grid file::
     b = { variant = "no_freq" }
     metric = "top1"
     expect = "positive"                       # a - b > 0 where planted
+    null = "none"                             # null world: no difference ("none") or no gain ("no_gain": harm allowed)
 
 A method covered by one or more variants runs once per variant (with that variant's options);
 other methods run once with no options. For methods whose class has ``uses_w = False`` the ``w``
@@ -65,7 +66,7 @@ TOP_KEYS = {"description", "note", "profile", "axes", "variants", "worlds", "gen
 WORLD_KEYS = {"scale", "seed", "block_drift", "effects", "raw_file", "variants", "name", "generate", "w"}
 AXIS_KEYS = {"method", "subject", "fraction", "w", "seed", "profile"}
 VARIANT_KEYS = {"name", "options", "methods", "w"}
-CHECK_KEYS = {"name", "effect", "a", "b", "metric", "expect"}
+CHECK_KEYS = {"name", "effect", "a", "b", "metric", "expect", "null"}
 SIDE_KEYS = {"method", "variant", "w"}
 DEFAULTS: dict[str, list] = {"subject": [4], "fraction": [1.0], "w": [NO_W], "seed": [0]}
 
@@ -302,8 +303,11 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
                 problems.append(f"checks[{i}].{side}: unknown variant {sd['variant']!r}")
         if not isinstance(c.get("metric"), str) or c.get("expect", "positive") not in ("positive", "negative"):
             problems.append(f"checks[{i}]: metric (a metric name) and expect ('positive' or 'negative') are required")
+        from bench.evaluation.known_answers import NULLS
         from bench.world.effects import EFFECTS
 
+        if c.get("null", "none") not in NULLS:
+            problems.append(f"checks[{i}]: null must be one of {', '.join(map(repr, NULLS))}")
         if c.get("effect") not in EFFECTS:
             problems.append(f"checks[{i}]: effect must be one of {', '.join(EFFECTS)}")
     generate = data.get("generate", True)

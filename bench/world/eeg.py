@@ -6,9 +6,12 @@ of :mod:`bench.world.effects` in brackets; each is a multiplier, 0 switches the 
     x(t) = A_s @ (amp_s * e_{s,i}(t)) + B_s @ b_{s,i}(t) + g_s(t_i) * (N_s @ pink(t) + alpha(t) + white(t))  [+ drift_s(t_i)]
 
 - ``e_{s,i}`` (phase-locked): three ERP components per source (about 110, 180 and 320 ms; Gaussian
-  bumps, all energy below ~30 Hz) whose amplitudes are the class code [evoked_class], attribute
-  codes of the image (colour, background, size gain, left/right lateralisation) [attributes] and an
-  image-specific code. Each trial's evoked waveform is zero-mean, so trial means carry no stimulus.
+  bumps, all energy below ~30 Hz) whose amplitudes are the class code [evoked_class] and an
+  image-specific code; and, on 8 attribute sources of their own, an early component (65 ms, like the
+  visual P1 that codes low-level features) whose amplitudes are the image's attribute codes (colour,
+  background, size, left/right lateralisation) [attributes]. The attributes add to the EEG where the
+  class code is not (other sources, another latency), so a class reader is not made to see past them.
+  Each trial's evoked waveform is zero-mean, so trial means carry no stimulus.
 - ``b_{s,i}`` (induced, not phase-locked): on 6 induced sources, bursts in three beta bands (15, 20
   and 25 Hz) with a random phase every trial, inside a 80-460 ms window; their amplitude is a class code
   [induced_class] (log-normal, with trial-to-trial variability). They vanish from the trial average
@@ -46,8 +49,10 @@ GEN_LEN = 640  # every trial is simulated at this length, then cut to its own le
 TRIAL_S = 0.5  # stimulus duration (and trial spacing) in seconds
 BLANK_S = 10.0  # blank between blocks / breaks in seconds
 N_SOURCES = 24
+N_ATTR_SOURCES = 8  # the attribute code's own sources
 N_NOISE_SOURCES = 40
-COMPONENTS = ((0.110, 0.025), (0.180, 0.030), (0.320, 0.060))  # (latency s, width s) of the ERP bumps
+COMPONENTS = ((0.110, 0.025), (0.180, 0.030), (0.320, 0.060))  # (latency s, width s) of the class code's ERP bumps
+ATTR_COMPONENT = (0.065, 0.015)  # (latency s, width s) of the attribute code's bump ("P1")
 CHUNK = 96  # trials simulated per vectorised chunk (fixed: part of the RNG stream)
 
 # Subject SNR multipliers (subjects differ; subject 4 is the strongest, as in the paper's showcase).
@@ -63,7 +68,7 @@ class SignalParams:
     colour_weight: float = 0.5
     background_weight: float = 0.4
     lateral_weight: float = 0.8
-    size_gain: tuple[float, float] = (0.8, 1.2)  # small, large (at attributes = 1)
+    size_weight: float = 0.5
     image_weight: float = 0.35
     induced_amp: float = 0.5  # burst amplitude (units of the background noise std) before the class gain
     induced_log_sd: float = 0.6  # log-amplitude spread of the class code at induced_class = 1
@@ -111,8 +116,9 @@ class WorldCodes:
     source_pos: np.ndarray  # [S, 3] evoked sources
     source_sign: np.ndarray  # [S] polarity of each source's topography
     induced_pos: np.ndarray  # [K, 3] induced sources
+    attr_pos: np.ndarray  # [A, 3] attribute sources
     class_code: np.ndarray  # [40, S, 3]
-    attr_code: dict[str, np.ndarray]  # colour/background: [n_values, S, 3]
+    attr_code: dict[str, np.ndarray]  # colour/background/size: [n_values, A]
     image_code: np.ndarray  # [n_images, S, 3]
     induced_code: np.ndarray  # [40, K, B]
 
@@ -123,8 +129,9 @@ def world_codes(rng: np.random.Generator, n_images: int) -> WorldCodes:
         source_pos=_random_unit_points(rng, N_SOURCES),
         source_sign=rng.choice([-1.0, 1.0], N_SOURCES),
         induced_pos=_random_unit_points(rng, N_INDUCED),
+        attr_pos=_random_unit_points(rng, N_ATTR_SOURCES),
         class_code=rng.standard_normal((40, *shape)),
-        attr_code={k: rng.standard_normal((len(ATTRIBUTES[k]), *shape)) for k in ("colour", "background")},
+        attr_code={k: rng.standard_normal((len(ATTRIBUTES[k]), N_ATTR_SOURCES)) for k in ("colour", "background", "size")},
         image_code=rng.standard_normal((n_images, *shape)),
         induced_code=rng.standard_normal((40, N_INDUCED, len(BANDS))),
     )
@@ -161,10 +168,10 @@ def burst_envelope() -> np.ndarray:
     return env
 
 
-def _bumps(t: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def _bumps(t: np.ndarray, shift: np.ndarray, components: tuple[tuple[float, float], ...] = COMPONENTS) -> np.ndarray:
     """ERP component waveforms ``[n, n_comp, T]`` for per-trial latency shifts ``[n]`` (seconds)."""
-    out = np.empty((shift.size, len(COMPONENTS), t.size))
-    for j, (lat, width) in enumerate(COMPONENTS):
+    out = np.empty((shift.size, len(components), t.size))
+    for j, (lat, width) in enumerate(components):
         out[:, j] = np.exp(-((t[None, :] - lat - shift[:, None]) ** 2) / (2 * width**2))
     return out
 
@@ -288,6 +295,8 @@ def simulate_subject(
     alpha_topo = _topographies(chan, np.array([[0.0, -0.8, 0.6], [0.3, -0.85, 0.45], [-0.3, -0.85, 0.45]]), 0.4, np.ones(3))
     alpha_freq = float(rl.uniform(9.0, 11.5))
     latency = float(rl.uniform(-0.015, 0.015))
+    attr_src = _layout(shared, codes.attr_pos, _random_unit_points(rl, N_ATTR_SOURCES), params.layout_jitter * rl.standard_normal(codes.attr_pos.shape))
+    attr_mix = _topographies(chan, attr_src, 0.45, rl.choice([-1.0, 1.0], N_ATTR_SOURCES))
     amp = params.evoked_amp * SUBJECT_SNR.get(subject, 0.7)
     rc = rs["codes"]
     class_code = _mix_shared(shared, codes.class_code, rc.standard_normal(codes.class_code.shape))
@@ -295,7 +304,7 @@ def simulate_subject(
     attr_code = {k: _mix_shared(shared, v, rc.standard_normal(v.shape)) for k, v in codes.attr_code.items()}
     image_code = _mix_shared(shared, codes.image_code, rc.standard_normal(codes.image_code.shape))
     induced_code = _mix_shared(shared, codes.induced_code, rc.standard_normal(codes.induced_code.shape))
-    right_hemi = (src[:, 0] > 0).astype(float)  # sources over the right hemisphere
+    right_hemi = (attr_src[:, 0] > 0).astype(float)  # attribute sources over the right hemisphere
 
     # Session: presentation order, slow state, block state.
     r_sess, r_block = rs["session"], rs["block"]
@@ -315,7 +324,6 @@ def simulate_subject(
     filtered, raw = out if out is not None else (np.zeros((n, N_CHANNELS, GEN_LEN), np.float32), np.zeros((n, N_CHANNELS, GEN_LEN), np.float32))
     t = np.arange(GEN_LEN) / FS
     env = burst_envelope()
-    size_gain = np.array([1.0 + att * (g - 1.0) for g in params.size_gain])
     rt = rs["trials"]
     total = np.zeros(N_CHANNELS)
     total_sq = np.zeros(N_CHANNELS)
@@ -324,18 +332,18 @@ def simulate_subject(
         sl = slice(start, min(n, start + CHUNK))
         chunk = specs[sl]
         m = len(chunk)
-        # Evoked source amplitudes [m, S, comp].
-        code = ev * class_code[labels[sl]]
-        code = code + att * params.colour_weight * attr_code["colour"][[ATTRIBUTES["colour"].index(s.colour) for s in chunk]]
-        code = code + att * params.background_weight * attr_code["background"][[ATTRIBUTES["background"].index(s.background) for s in chunk]]
+        # Evoked source amplitudes: the class and image code [m, S, comp] ...
+        code = ev * class_code[labels[sl]] + params.image_weight * image_code[sl]  # specs are in image order
+        # ... and the attribute code on the attribute sources [m, A].
+        a_code = sum(w * attr_code[k][[ATTRIBUTES[k].index(getattr(s, k)) for s in chunk]]
+                     for k, w in (("colour", params.colour_weight), ("background", params.background_weight), ("size", params.size_weight)))
         side = np.array([np.sign(POSITIONS[s.position]) for s in chunk])  # -1 left, 0 centre, +1 right
         contra = np.where(side[:, None] < 0, right_hemi[None, :], np.where(side[:, None] > 0, 1 - right_hemi[None, :], 0.0))
-        code[:, :, :2] += att * params.lateral_weight * contra[:, :, None]
-        code = code + params.image_weight * image_code[sl]  # specs are in image order
-        code *= size_gain[[ATTRIBUTES["size"].index(s.size) for s in chunk]][:, None, None]
-        bumps = _bumps(t, latency + 0.01 * rt.standard_normal(m))  # [m, comp, T], per-trial jitter
-        sources = np.einsum("msc,mct->mst", code, bumps)
-        evoked = amp * np.einsum("ks,mst->mkt", mix, sources)
+        a_code = att * (a_code + params.lateral_weight * contra)
+        shift = latency + 0.01 * rt.standard_normal(m)  # per-trial latency jitter
+        sources = np.einsum("msc,mct->mst", code, _bumps(t, shift))
+        attr_sources = a_code[:, :, None] * _bumps(t, shift, (ATTR_COMPONENT,))[:, 0][:, None, :]
+        evoked = amp * (np.einsum("ks,mst->mkt", mix, sources) + np.einsum("ka,mat->mkt", attr_mix, attr_sources))
         evoked -= evoked.mean(-1, keepdims=True)
         # Induced bursts [m, K, B, T]: random phase, class-coded log-amplitude.
         log_a = ind * params.induced_log_sd * induced_code[labels[sl]] + params.induced_trial_log_sd * rt.standard_normal((m, N_INDUCED, len(BANDS)))

@@ -13,14 +13,15 @@ The strengths are dimensionless multipliers of the terms in :mod:`bench.world.ee
   20 and 25 Hz, random phase every trial) on a few induced sources. It averages out of the
   trial mean and lives in the amplitude spectrum; what an FFT-amplitude branch finds. Off: the
   bursts stay, at a power that does not depend on the class.
-- ``attributes``: colour, background, size and left/right position of the image in the ERP code
-  (the captions always state them, the class label never does); what the caption half of BrainVis'
-  semantic interpolation can add. Default 3: at 1, a class-trained encoder kept none of them (a linear
-  probe of BrainVis' features read every attribute at chance although the ERP probe read colour at
-  0.53), so no alignment could pass them on. The check reads the stage-1 images: stage 2 redraws
-  them from the class prompt at strength 0.85, which keeps little of any attribute (stage 1 from the
-  ground-truth captions: 0.735 attribute fidelity; after stage 2: 0.37, against 0.32 from the class
-  prompt). Off: the EEG says nothing about attributes.
+- ``attributes``: colour, background, size and left/right position of the image, coded on 8
+  attribute sources of their own in an early component (65 ms, like the visual P1), apart from the
+  class code's sources and latencies (the captions always state the attributes, the class label never
+  does); what the caption half of BrainVis' semantic interpolation can add. Default 3. In generator 2
+  they sat in the class code's own components and scaled it (size as a gain): at 3 the time branch
+  lost the class code among them (time branch alone 0.045 on the induced null world against 0.525
+  at 1), at 1 a class-trained encoder kept none of them. The check reads the stage-1 images: stage 2
+  redraws them from the class prompt at strength 0.85, which keeps little of any attribute. Off: the
+  EEG says nothing about attributes.
 - ``shared``: the share of every code (class, image, induced) and of the source layout common to
   all subjects (the rest is each subject's own); what makes other subjects' unlabelled EEG useful
   for pretraining. Off: subjects share nothing.
@@ -60,7 +61,7 @@ EFFECTS: dict[str, Effect] = {
             "planted: removing the frequency branch lowers top-1; null: no change",
         ),
         Effect(
-            "attributes", 3.0, "colour, background, size and position of the image in the ERP code (and in the captions)",
+            "attributes", 3.0, "colour, background, size and position of the image in an early ERP component on sources of their own (and in the captions)",
             "the caption half of the semantic interpolation (w > 0)",
             "brainvis w=0.5 - brainvis w=0, attribute fidelity of the stage-1 images",
             "planted: w = 0.5 draws the image's attributes more often than w = 0 in the cascade's semantic stage; null: no change",

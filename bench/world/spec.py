@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from bench.world.effects import EFFECTS
 from bench.errors import UserError
 
-GENERATOR_VERSION = "2"  # bump whenever the EEG generator's output changes
+GENERATOR_VERSION = "3"  # bump whenever the EEG generator's output changes
 STIMULUS_VERSION = "2"  # bump whenever the images, captions or splits change (invalidates the mini backbones)
 
 
