@@ -30,6 +30,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -72,6 +74,22 @@ def state_digest(module: torch.nn.Module) -> str:
 def stage_generator(seed: int, stage: int) -> torch.Generator:
     """The random stream of one training stage (independent of every other stage's draws)."""
     return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 0xB7, stage]).generate_state(1)[0]))
+
+
+# Stages of the random streams (stage_generator, stage_rng): training stages 1-5, module initialisations 11-14.
+STAGE_FREQ, STAGE_PRETRAIN, STAGE_FINETUNE, STAGE_JOINT, STAGE_ALIGN = 1, 2, 3, 4, 5
+INIT_FREQ, INIT_TIME, INIT_FUSION, INIT_ALIGN = 11, 12, 13, 14
+
+
+@contextmanager
+def stage_rng(seed: int, stage: int) -> Iterator[None]:
+    """The global torch RNG (initialisation, dropout) seeded for one stage and restored after it, so
+    what a stage draws does not depend on which other stages ran: an ablation (no_time, no_freq,
+    no_pretrain) shares every remaining stage's random numbers with the full model, and its paired
+    comparison measures the ablated part, not a different initialisation."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(stage_generator(seed, stage).initial_seed()) % (2**31))
+        yield
 
 
 @dataclass(frozen=True)
@@ -159,18 +177,23 @@ class BrainVisConfig:
         return self.patience if self.patience > 0 else None
 
 
-def build_branches(cfg: BrainVisConfig, *, n_chans: int = 128, n_times: int = 440, n_classes: int = 40) -> tuple[FreqEncoder | None, TimeEncoder | None]:
-    """The enabled branches at the profile's sizes (each with its own 40-way head)."""
-    freq = FreqEncoder(n_chans=n_chans, n_times=n_times, n_bins=cfg.n_bins, hidden=cfg.hidden, n_outputs=n_classes, input_norm=cfg.freq_input_norm,
-                       readout=cfg.freq_readout, dropout=cfg.freq_dropout, bin_embedding=cfg.freq_bin_embedding) if cfg.use_freq else None
+def build_branches(cfg: BrainVisConfig, *, n_chans: int = 128, n_times: int = 440, n_classes: int = 40, seed: int = 0) -> tuple[FreqEncoder | None, TimeEncoder | None]:
+    """The enabled branches at the profile's sizes (each with its own 40-way head), each initialised
+    from its own random stream (the same weights whether or not the other branch is built)."""
+    freq = None
+    if cfg.use_freq:
+        with stage_rng(seed, INIT_FREQ):
+            freq = FreqEncoder(n_chans=n_chans, n_times=n_times, n_bins=cfg.n_bins, hidden=cfg.hidden, n_outputs=n_classes, input_norm=cfg.freq_input_norm,
+                               readout=cfg.freq_readout, dropout=cfg.freq_dropout, bin_embedding=cfg.freq_bin_embedding)  # fmt: skip
     time_enc = None
     if cfg.use_time:
-        time_enc = TimeEncoder(
+        with stage_rng(seed, INIT_TIME):
+            time_enc = TimeEncoder(
             n_chans=n_chans, n_times=n_times, patch_size=cfg.patch_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
             n_heads=cfg.n_heads, d_ffn=cfg.d_ffn, dropout=cfg.dropout, mask_ratio=cfg.mask_ratio, momentum=cfg.momentum,
             n_regressor_layers=cfg.n_regressor_layers, n_codewords=cfg.n_codewords, n_outputs=n_classes, pretraining=cfg.pretrain,
             signal_weight=cfg.pretrain_signal_weight, rezero=cfg.rezero,
-        )  # fmt: skip
+            )  # fmt: skip
     return freq, time_enc
 
 
@@ -209,10 +232,10 @@ class BrainVis(Method):
         patience = cfg.patience_or_none
         kw = dict(batch=cfg.batch_size, wd=cfg.weight_decay, patience=patience, passes=ctx.passes)
 
-        freq, time_enc = build_branches(cfg, n_chans=n_chans, n_times=n_times, n_classes=n_classes)
+        freq, time_enc = build_branches(cfg, n_chans=n_chans, n_times=n_times, n_classes=n_classes, seed=seed)
         if freq is not None:
             log(f"brainvis: frequency encoder ({cfg.branch_data})")
-            report["freq"] = self._branch_stage("freq", freq, train, val, epochs=cfg.freq_epochs, lr=cfg.freq_lr, stage=1)
+            report["freq"] = self._branch_stage("freq", freq, train, val, epochs=cfg.freq_epochs, lr=cfg.freq_lr, stage=STAGE_FREQ)
             lap("freq")
 
         if time_enc is not None:
@@ -222,10 +245,11 @@ class BrainVis(Method):
                 lap("pretrain")
             if cfg.finetune:
                 log(f"brainvis: time-encoder fine-tuning ({cfg.branch_data})")
-                report["finetune"] = self._branch_stage("finetune", time_enc, train, val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, stage=3)
+                report["finetune"] = self._branch_stage("finetune", time_enc, train, val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, stage=STAGE_FINETUNE)
                 lap("finetune")
 
-        self.encoder = BrainVisEncoder(n_chans=n_chans, n_times=n_times, n_outputs=n_classes, use_time=cfg.use_time, use_freq=cfg.use_freq, time_encoder=time_enc, freq_encoder=freq)
+        with stage_rng(seed, INIT_FUSION):
+            self.encoder = BrainVisEncoder(n_chans=n_chans, n_times=n_times, n_outputs=n_classes, use_time=cfg.use_time, use_freq=cfg.use_freq, time_encoder=time_enc, freq_encoder=freq)
         if cfg.fusion_init == "heads":
             self.encoder.fusion.init_from_heads(time_enc.head if time_enc is not None else None, freq.head if freq is not None else None)
         log("brainvis: joint fine-tuning" if cfg.finetune else "brainvis: fusion classifier on frozen features")
@@ -236,15 +260,17 @@ class BrainVis(Method):
             for p in self.encoder.fusion.parameters():
                 p.requires_grad_(True)
         epochs = cfg.joint_epochs if cfg.finetune else cfg.finetune_epochs
-        report["joint"] = train_classifier(
-            self.encoder, lambda x: self.encoder(x)["logits"], train, val, epochs=epochs, lr=cfg.joint_lr, g=stage_generator(seed, 4), params=params, **kw
-        )
+        with stage_rng(seed, STAGE_JOINT):
+            report["joint"] = train_classifier(
+                self.encoder, lambda x: self.encoder(x)["logits"], train, val, epochs=epochs, lr=cfg.joint_lr, g=stage_generator(seed, STAGE_JOINT), params=params, **kw
+            )
         lap("joint")
 
         self.align = None
         if cfg.stage1 and ctx.backbones is not None:
             log("brainvis: alignment")
-            report["align"] = self._align(train, val, stage_generator(seed, 5))
+            with stage_rng(seed, STAGE_ALIGN):
+                report["align"] = self._align(train, val, stage_generator(seed, STAGE_ALIGN))
             lap("align")
         return report
 
@@ -272,7 +298,8 @@ class BrainVis(Method):
         if splits is None:
             if isinstance(module, FreqEncoder):
                 module.fit_input_stats(train.eeg)
-            return {**train_classifier(module, module.classify, train, val, g=g, **kw), "data": "subject", "n_train": len(train)}
+            with stage_rng(ctx.spec.seed, stage):
+                return {**train_classifier(module, module.classify, train, val, g=g, **kw), "data": "subject", "n_train": len(train)}
         parts = {
             "what": f"brainvis.{name}", "version": BRANCH_VERSION, "splits": splits.describe(), "seed": int(ctx.spec.seed),
             "n_chans": int(train.eeg.shape[1]), "n_times": int(train.eeg.shape[2]),
@@ -287,8 +314,7 @@ class BrainVis(Method):
                 trains.append(self._prepared(tr_s))
                 vals.append(self._prepared(va_s))
             tr, va = TrialSet.concat(trains), TrialSet.concat(vals)
-            with torch.random.fork_rng(devices=[]):  # dropout draws here leave the later stages' RNG untouched
-                torch.manual_seed(int(g.initial_seed()) % (2**31))
+            with stage_rng(ctx.spec.seed, stage):
                 if isinstance(module, FreqEncoder):
                     module.fit_input_stats(tr.eeg)
                 rep = train_classifier(module, module.classify, tr, va, g=g, **kw)
@@ -302,11 +328,10 @@ class BrainVis(Method):
     def _pretrain_stage(self, enc: TimeEncoder, train: TrialSet, val: TrialSet) -> dict:
         """Masked-modeling pretraining on the configured data; shared across trials when pooled."""
         cfg, ctx = self.cfg, self.ctx
-        g = stage_generator(ctx.spec.seed, 2)
+        g = stage_generator(ctx.spec.seed, STAGE_PRETRAIN)
 
         def run(x_train: torch.Tensor, x_val: torch.Tensor, passes: int = 1) -> dict:
-            with torch.random.fork_rng(devices=[]):  # dropout draws here leave the later stages' RNG untouched
-                torch.manual_seed(int(g.initial_seed()) % (2**31))
+            with stage_rng(ctx.spec.seed, STAGE_PRETRAIN):
                 rep = self._pretrain(enc, x_train, x_val, g, passes)
             return rep
 
@@ -317,7 +342,7 @@ class BrainVis(Method):
         parts = {
             "what": "brainvis.time_pretrain", "version": PRETRAIN_VERSION, "pool": pool.describe(), "seed": int(ctx.spec.seed),
             "n_chans": int(enc.n_chans), "n_times": int(enc.n_times), "config": {k: getattr(cfg, k) for k in PRETRAIN_FIELDS},
-            "init": state_digest(enc),  # the starting weights differ between variants (no_freq builds no frequency branch first)
+            "init": state_digest(enc),  # the starting weights (one per seed: every variant draws them from the same stream)
         }  # fmt: skip
 
         def compute() -> tuple[dict, dict]:
