@@ -6,7 +6,7 @@ improvement; the test split never reaches here):
 1. frequency encoder: FFT amplitudes + LSTM, trained with its own 40-way head;
 2. time encoder pretraining: latent masked modeling on unlabelled EEG. ``pretrain_data =
    "all_subjects"`` (the paper's protocol, the default): every subject's training trials (no
-   labels; the epoch is chosen on every subject's validation trials), never a test image's trials,
+   labels; the epoch is chosen on every subject's validation trials, or fixed: ``pretrain_select``), never a test image's trials,
    computed once per dataset and seed and shared by all trials through the harness's cache;
    ``"subject"``: the trial's own training trials;
 3. time encoder supervised fine-tuning with a 40-way head;
@@ -19,9 +19,10 @@ Ablation switches (trial options): ``use_time``, ``use_freq``, ``pretrain``, ``f
 ``stage1``, ``stage2``. Without fine-tuning, stages 3-4 train the fusion classifier only, on frozen
 (pretrained) encoder features.
 
-Each stage draws from its own random stream (seed, stage), and the pretraining runs in a forked
-global RNG; the shared pretraining is keyed by the encoder's starting weights too (a variant
-without the frequency branch starts from other weights), so a trial's result is the same whether
+Each stage and each module's initialisation draws from its own random stream (seed, stage), in a
+forked global RNG (:func:`stage_rng`), so an ablation trains every part it keeps exactly as the
+full model does (common random numbers: a paired comparison measures the ablated part). The shared
+pretraining is keyed by the encoder's starting weights too, so a trial's result is the same whether
 its pretraining was computed in it or loaded from the cache, whichever trial ran first.
 """
 
@@ -49,6 +50,7 @@ from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, TimeEnco
 ABLATIONS = ("use_time", "use_freq", "pretrain", "finetune", "stage1", "stage2")
 PRETRAIN_DATA = ("all_subjects", "subject")
 FUSION_INIT = ("random", "heads")
+PRETRAIN_SELECT = ("val_loss", "last")
 ALIGN_SELECT = ("loss", "alignment")
 PRETRAIN_VERSION = "1"  # bump when the shared pretraining's output changes
 BRANCH_VERSION = "1"  # bump when the shared all-subject branch training's output changes
@@ -58,7 +60,7 @@ LATER_STAGE_FIELDS = ("joint_", "align_", "use_mse", "fusion_init", "stage1", "s
 # What the shared pretraining depends on (besides data and seed): the time encoder and its pretraining.
 PRETRAIN_FIELDS = ("d_model", "n_layers", "n_heads", "d_ffn", "dropout", "patch_size", "mask_ratio", "momentum",
                    "n_regressor_layers", "n_codewords", "batch_size", "pretrain_epochs", "pretrain_lr", "weight_decay", "patience",
-                   "pretrain_signal_weight", "rezero", "decimate")  # fmt: skip
+                   "pretrain_signal_weight", "pretrain_select", "rezero", "decimate")  # fmt: skip
 
 
 def state_digest(module: torch.nn.Module) -> str:
@@ -138,6 +140,9 @@ class BrainVisConfig:
     pretrain_data: str = "all_subjects"  # or "subject" (see the module docstring)
     branch_data: str = "subject"  # "all_subjects": the branches' supervised stages on every subject's training trials (official code)
     pretrain_signal_weight: float = 0.0  # an extra raw-signal (MAE) target in masked modeling (published: none)
+    pretrain_select: str = "val_loss"  # the pretraining epoch kept: lowest validation pretext loss ("val_loss", early stopping
+    # with ``patience``), or the budget's "last" (the official code's fixed checkpoint): the latent targets come from the
+    # EMA encoder, which moves, so the pretext loss is no fixed yardstick and rises as the targets grow richer
     rezero: bool = False  # ReZero encoder layers (residual gates start at 0), as the official classes
     patience: int = 0  # early stopping of every stage after this many epochs without improvement (0: off)
     decimate: int = 1  # mean of k consecutive samples before both branches (published: 1, the 1 kHz input)
@@ -168,6 +173,8 @@ class BrainVisConfig:
             raise ValueError(f"align_select must be one of {', '.join(ALIGN_SELECT)}; got {cfg.align_select!r}")
         if cfg.branch_data not in BRANCH_DATA:
             raise ValueError(f"branch_data must be one of {', '.join(BRANCH_DATA)}; got {cfg.branch_data!r}")
+        if cfg.pretrain_select not in PRETRAIN_SELECT:
+            raise ValueError(f"pretrain_select must be one of {', '.join(PRETRAIN_SELECT)}; got {cfg.pretrain_select!r}")
         if cfg.pretrain_data not in PRETRAIN_DATA:
             raise ValueError(f"pretrain_data must be one of {', '.join(PRETRAIN_DATA)}; got {cfg.pretrain_data!r}")
         return cfg
@@ -357,13 +364,16 @@ class BrainVis(Method):
 
     def _pretrain(self, enc: TimeEncoder, x_train: torch.Tensor, x_val: torch.Tensor, g: torch.Generator, passes: int = 1) -> dict:
         """Masked modeling on unlabelled EEG (``passes`` passes per epoch); keeps the epoch with the
-        lowest validation loss."""
+        lowest validation loss (``pretrain_select = "val_loss"``) or the last (``"last"``). The report
+        carries the validation loss of every epoch run."""
         cfg = self.cfg
         params = [p for n, p in enc.named_parameters() if not n.startswith("ema_backbone") and not n.startswith("head")]
         opt = torch.optim.AdamW(params, lr=cfg.pretrain_lr, weight_decay=cfg.weight_decay)
         best = (math.inf, 0, copy.deepcopy(enc.state_dict()))
+        keep_last = cfg.pretrain_select == "last"
         vg = torch.Generator()
         ran = 0
+        curve: list[float] = []
         for epoch in range(cfg.pretrain_epochs):
             enc.train()
             for idx in _batches(len(x_train), cfg.batch_size, g, passes=passes):
@@ -377,12 +387,18 @@ class BrainVis(Method):
                 vg.manual_seed(12345)  # the same masks every epoch
                 vloss = float(np.mean([float(enc.pretrain_loss(x_val[i : i + 256].float(), generator=vg)["loss"]) for i in range(0, len(x_val), 256)]))
             ran = epoch + 1
+            curve.append(round(vloss, 5))
+            if keep_last:
+                continue
             if vloss < best[0]:
                 best = (vloss, epoch + 1, copy.deepcopy(enc.state_dict()))
             elif cfg.patience_or_none is not None and epoch + 1 - best[1] >= cfg.patience:
                 break
+        if keep_last:
+            # a fixed checkpoint, not a selection: "best_is_last" (a budget too short) does not apply
+            return {**stage_report(curve[-1] if curve else math.inf, ran, ran, cfg.pretrain_epochs, key="val_loss"), "best_is_last": None, "select": "last", "val_loss_curve": curve}
         enc.load_state_dict(best[2])
-        return stage_report(best[0], best[1], ran, cfg.pretrain_epochs, key="val_loss")
+        return {**stage_report(best[0], best[1], ran, cfg.pretrain_epochs, key="val_loss"), "select": "val_loss", "val_loss_curve": curve}
 
     def _targets(self, data: TrialSet) -> tuple[torch.Tensor, torch.Tensor]:
         """Class-prompt and caption token sequences ``[N, T, W]`` for a split's trials."""

@@ -118,6 +118,19 @@ def test_ablations_share_the_random_numbers_of_every_stage_they_keep():
     assert r_other["pretrain"] != r_full["pretrain"]  # the streams follow the trial's seed
 
 
+def test_pretraining_kept_at_its_last_epoch_or_at_its_best_validation_epoch():
+    _, last = _fit({"pretrain_select": "last", "pretrain_epochs": 3, "patience": 1})
+    p = last["pretrain"]
+    assert p["select"] == "last" and p["epochs_run"] == p["best_epoch"] == 3 and p["best_is_last"] is None
+    assert len(p["val_loss_curve"]) == 3 and p["val_loss"] == p["val_loss_curve"][-1]  # no early stop, no selection
+    _, best = _fit({"pretrain_epochs": 3})
+    q = best["pretrain"]
+    assert q["select"] == "val_loss" and q["val_loss"] == pytest.approx(min(q["val_loss_curve"]), abs=1e-5)
+    assert q["best_epoch"] == 1 + int(np.argmin(q["val_loss_curve"]))
+    with pytest.raises(ValueError, match="pretrain_select must be one of"):
+        BrainVisConfig.from_profile(TINY, {"pretrain_select": "best"})
+
+
 def test_finetune_off_keeps_pretrained_encoder_weights():
     torch.manual_seed(0)
     m = BrainVis()
