@@ -24,8 +24,8 @@ ALPHA_NULL = 0.05
 NULLS = ("none", "no_gain")  # what a check's null world should show (see the module docstring)
 RULE = (
     f"recovered = the difference has the expected sign with p < {ALPHA_PLANTED} on the planted world "
-    f"and p > {ALPHA_NULL} on its null world (null \"none\"), or no difference in the expected direction with "
-    f"p < {ALPHA_NULL} there (null \"no_gain\"); paired permutation tests over the same test trials"
+    f"and, on its null world, p > {ALPHA_NULL} (null \"none\") or no gain: no difference in the expected direction "
+    f"with p < {ALPHA_NULL} (null \"no_gain\", where harm is possible); paired permutation tests over the same test trials"
 )
 
 

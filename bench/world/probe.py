@@ -39,21 +39,34 @@ def trial_means(eeg: torch.Tensor) -> np.ndarray:
     return eeg.double().mean(-1).numpy()
 
 
+CHUNK = 64  # trials per FFT: the float64 spectra of a whole split took ~2 GB in each probe worker
+
+
+def log_band_powers(eeg: torch.Tensor, bands: tuple[tuple[float, float], ...]) -> np.ndarray:
+    """Per-trial, per-band, per-channel log power ``[N, len(bands), C]`` from one FFT per chunk of trials."""
+    n, c, t = eeg.shape
+    f = torch.fft.rfftfreq(t, 1 / FS)
+    masks = [(f >= lo) & (f <= hi) for lo, hi in bands]
+    out = np.empty((n, len(bands), c))
+    for i in range(0, n, CHUNK):
+        x = eeg[i : i + CHUNK].double()
+        spec = torch.fft.rfft(x - x.mean(-1, keepdim=True), dim=-1).abs() ** 2
+        for b, band in enumerate(masks):
+            out[i : i + CHUNK, b] = torch.log(spec[..., band].mean(-1) + 1e-12).numpy()
+    return out
+
+
 def band_log_power(eeg: torch.Tensor, low: float = 30.0, high: float = 95.0) -> np.ndarray:
     """Per-channel log power in ``[low, high]`` Hz of each trial, ``[N, C]``."""
-    x = eeg.double()
-    spec = torch.fft.rfft(x - x.mean(-1, keepdim=True), dim=-1).abs() ** 2
-    f = torch.fft.rfftfreq(x.shape[-1], 1 / FS)
-    band = (f >= low) & (f <= high)
-    return torch.log(spec[..., band].mean(-1) + 1e-12).numpy()
+    return log_band_powers(eeg, ((low, high),))[:, 0]
 
 
 INDUCED_BANDS = ((13.0, 17.0), (18.0, 22.0), (23.0, 27.0))  # Hz, around bench.world.eeg.BANDS
 
 
 def band_powers(eeg: torch.Tensor, bands: tuple[tuple[float, float], ...] = INDUCED_BANDS) -> np.ndarray:
-    """Per-channel log power in each band, ``[N, C * len(bands)]`` (what an amplitude spectrum shows)."""
-    return np.concatenate([band_log_power(eeg, lo, hi) for lo, hi in bands], axis=1)
+    """Per-channel log power in each band, ``[N, C * len(bands)]`` band by band (what an amplitude spectrum shows)."""
+    return log_band_powers(eeg, bands).reshape(len(eeg), -1)
 
 
 def ridge_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, alpha: float | None = None) -> float:
