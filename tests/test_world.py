@@ -231,3 +231,20 @@ def test_world_card_lists_effects_probes_and_known_answers(smoke_world, capsys):
     assert json.loads(capsys.readouterr().out)["world_id"] == report["world_id"]
     assert main(["world", "effects"]) == 0
     assert main(["world", "show", str(root.parent / "nope")]) == 2
+
+
+def test_a_disk_too_small_for_the_world_is_one_clear_message(tmp_path, monkeypatch):
+    """A full disk used to surface as torch's "unexpected pos" from the EEG file's writer; the build now
+    checks the free space first and refuses with what it needs, before writing anything."""
+    import shutil
+    from collections import namedtuple
+
+    from bench.world import build as B
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 10**12 - 10**8, 10**8))  # 0.1 GB free
+    spec = make_spec("smoke")
+    assert B.disk_needed(spec) > 10**8
+    with pytest.raises(UserError, match=r"needs about .* GB free .* 0\.1 GB are free"):
+        B.build_world(spec, tmp_path / "w")
+    assert list(tmp_path.iterdir()) == []  # nothing written

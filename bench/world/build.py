@@ -137,6 +137,24 @@ def _backbones_changed(report: dict) -> bool:
     return report.get("backbones", {}).get("digests") != digests
 
 
+def disk_needed(spec: WorldSpec) -> int:
+    """Bytes a build of ``spec`` needs at its peak: the simulation's memory maps (1 kHz, ``GEN_LEN``
+    samples per trial, filtered and raw) and the EEG files written from them (trials cut to at most
+    600 samples), plus 10% (mini world: 10.1 GB; it keeps 3.6 GB)."""
+    per_kind = spec.subjects * spec.n_images * sim.N_CHANNELS * sim.GEN_LEN * 4
+    files = (2 if spec.raw_file else 1) * per_kind * 600 / sim.GEN_LEN  # the simulation keeps both kinds either way
+    return int(1.1 * (2 * per_kind + files))
+
+
+def _check_disk(spec: WorldSpec, where: Path) -> None:
+    """One clear message before the build when the disk cannot hold it (a full disk otherwise shows as
+    torch's "unexpected pos" from the EEG file's writer, or a crash in the memory-mapped simulation)."""
+    free, need = shutil.disk_usage(where).free, disk_needed(spec)
+    if free < need:
+        raise UserError(f"building {spec.label()} needs about {need / 1e9:.1f} GB free at {where}; {free / 1e9:.1f} GB are free there "
+                        "(free some space or choose another --out / cache folder)")
+
+
 def _already_built(spec: WorldSpec, out: Path) -> bool:
     existing = read_manifest(out) if out.is_dir() else None
     return bool(existing) and existing.get("world_id") == spec.world_id and (out / REPORT).is_file()
@@ -172,6 +190,7 @@ def build_world(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     out.parent.mkdir(parents=True, exist_ok=True)
+    _check_disk(spec, out.parent)
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
