@@ -78,9 +78,10 @@ def stage_generator(seed: int, stage: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 0xB7, stage]).generate_state(1)[0]))
 
 
-# Stages of the random streams (stage_generator, stage_rng): training stages 1-5, module initialisations 11-14.
+# Stages of the random streams (stage_generator, stage_rng): training stages 1-5, module initialisations 11-13
+# (the alignment network is built inside its stage's stream).
 STAGE_FREQ, STAGE_PRETRAIN, STAGE_FINETUNE, STAGE_JOINT, STAGE_ALIGN = 1, 2, 3, 4, 5
-INIT_FREQ, INIT_TIME, INIT_FUSION, INIT_ALIGN = 11, 12, 13, 14
+INIT_FREQ, INIT_TIME, INIT_FUSION = 11, 12, 13
 
 
 @contextmanager
