@@ -175,7 +175,7 @@ def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concur
             f"skipped {summary.skipped_ok} already done" + (f", {summary.skipped_failed} failed before (use --retry-failed)" if summary.skipped_failed else "")
             + (f"; {summary.not_run} not run (interrupted; they run next time)" if summary.not_run else "")
             + f"; {summary.wall_s:.1f} s"
-            + (f"; peak memory {max(summary.peak_pss_mib, memory.peak_pss if memory else 0) / 1024:.2f} GiB" if summary.ran or summary.not_run else "")
+            + (f"; peak memory through the trials {max(summary.peak_pss_mib, memory.peak_pss if memory else 0) / 1024:.2f} GiB" if summary.ran or summary.not_run else "")
             + f"; store {st.root}",
             highlight=False,
             soft_wrap=True,
@@ -213,6 +213,9 @@ def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concur
                 console.print(f"leaderboard: {', '.join(map(str, written or []))}", highlight=False, soft_wrap=True)
             except Exception as exc:  # noqa: BLE001 - the results are in the store either way
                 err_console.print(f"[yellow]leaderboard not written:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+    if memory is not None and (summary.ran or summary.not_run):
+        # The summary line's figure stops at the trials; the audit (in this process) comes after them.
+        console.print(f"peak memory of the command so far (world, trials, audit, leaderboard): {memory.peak_pss / 1024:.2f} GiB", highlight=False)
     return 1 if summary.failed_keys else 0
 
 
