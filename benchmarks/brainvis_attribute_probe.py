@@ -27,8 +27,8 @@ from sklearn.preprocessing import StandardScaler
 
 import brainvis.method as bm
 from bench.data.captions import cached_captions
+from bench.backbones.mini import WEIGHTS_DIR, load_mini_backbones
 from bench.data.dataset import open_dataset
-from bench.experiment.trial import _backbones
 from bench.methods.base import FitContext, TrialSpec, UnlabelledPool
 from bench.methods.training import SharedWork
 from bench.world.images import ATTRIBUTES, ATTRIBUTES_FILE
@@ -65,7 +65,7 @@ def main() -> None:
     d = ds.load_split(args.subject, 1.0, 0)
     attrs = json.loads((args.world / ATTRIBUTES_FILE).read_text())
     profile = tomllib.load(open(PROFILE, "rb"))
-    backbones = _backbones("mini", None, ds.stimulus_id)
+    backbones = load_mini_backbones(WEIGHTS_DIR, stimulus_id=ds.stimulus_id)
     names = sorted(set(d.train.image_names) | set(d.val.image_names))
     args.work.mkdir(parents=True, exist_ok=True)
     description, n_train, n_val, load = ds.unlabelled_eeg()

@@ -21,7 +21,6 @@ import numpy as np
 
 ALPHA_PLANTED = 0.01
 ALPHA_NULL = 0.05
-NULLS = ("none", "no_gain")  # what a check's null world should show (see the module docstring)
 RULE = (
     f"recovered = the difference has the expected sign with p < {ALPHA_PLANTED} on the planted world "
     f"and, on its null world, p > {ALPHA_NULL} (null \"none\") or no gain: no difference in the expected direction "

@@ -67,6 +67,7 @@ WORLD_KEYS = {"scale", "seed", "block_drift", "effects", "raw_file", "variants",
 AXIS_KEYS = {"method", "subject", "fraction", "w", "seed", "profile"}
 VARIANT_KEYS = {"name", "options", "methods", "w"}
 CHECK_KEYS = {"name", "effect", "a", "b", "metric", "expect", "null"}
+CHECK_NULLS = ("none", "no_gain")  # what a check's null world should show (bench.evaluation.known_answers)
 SIDE_KEYS = {"method", "variant", "w"}
 DEFAULTS: dict[str, list] = {"subject": [4], "fraction": [1.0], "w": [NO_W], "seed": [0]}
 
@@ -291,6 +292,8 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
     if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
         problems.append("checks must be an array of tables ([[checks]])")
         checks = []
+    from bench.world.effects import EFFECTS
+
     for i, c in enumerate(checks):
         unknown = sorted(set(c) - CHECK_KEYS)
         if unknown:
@@ -303,11 +306,8 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
                 problems.append(f"checks[{i}].{side}: unknown variant {sd['variant']!r}")
         if not isinstance(c.get("metric"), str) or c.get("expect", "positive") not in ("positive", "negative"):
             problems.append(f"checks[{i}]: metric (a metric name) and expect ('positive' or 'negative') are required")
-        from bench.evaluation.known_answers import NULLS
-        from bench.world.effects import EFFECTS
-
-        if c.get("null", "none") not in NULLS:
-            problems.append(f"checks[{i}]: null must be one of {', '.join(map(repr, NULLS))}")
+        if c.get("null", "none") not in CHECK_NULLS:
+            problems.append(f"checks[{i}]: null must be one of {', '.join(map(repr, CHECK_NULLS))}")
         if c.get("effect") not in EFFECTS:
             problems.append(f"checks[{i}]: effect must be one of {', '.join(EFFECTS)}")
     generate = data.get("generate", True)

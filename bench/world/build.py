@@ -21,7 +21,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from bench.data.classes import WNIDS
-from bench.data.eegcvpr40 import EEG_FILE, RAW_FILE, SPLIT_FILES, DataConfig, load_release, load_split_data
+from bench.data.eegcvpr40 import EEG_FILE, MAX_LEN, RAW_FILE, SPLIT_FILES, DataConfig, load_release, load_split_data
 from bench.errors import UserError
 from bench.paths import MINI_MANIFEST, MINI_WEIGHTS_DIR
 from bench.world import eeg as sim
@@ -139,10 +139,10 @@ def _backbones_changed(report: dict) -> bool:
 
 def disk_needed(spec: WorldSpec) -> int:
     """Bytes a build of ``spec`` needs at its peak: the simulation's memory maps (1 kHz, ``GEN_LEN``
-    samples per trial, filtered and raw) and the EEG files written from them (trials cut to at most
-    600 samples), plus 10% (mini world: 10.1 GB; it keeps 3.6 GB)."""
+    samples per trial, filtered and raw) and the EEG files written from them (trials of at most
+    ``MAX_LEN`` samples), plus 10% (mini world: 10.1 GB; it keeps 3.6 GB)."""
     per_kind = spec.subjects * spec.n_images * sim.N_CHANNELS * sim.GEN_LEN * 4
-    files = (2 if spec.raw_file else 1) * per_kind * 600 / sim.GEN_LEN  # the simulation keeps both kinds either way
+    files = (2 if spec.raw_file else 1) * per_kind * MAX_LEN / sim.GEN_LEN  # the simulation keeps both kinds either way
     return int(1.1 * (2 * per_kind + files))
 
 
