@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import os
-
-import tempfile  # noqa: E402
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Shared caches (captions, worlds) go to a throwaway folder, never the user's cache dir.
-os.environ.setdefault("BRAINVIS_BENCH_CACHE", tempfile.mkdtemp(prefix="bench-test-cache-"))
+# Shared caches (captions, worlds) go to a throwaway folder, never the user's cache dir, removed at exit.
+if "BRAINVIS_BENCH_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="bench-test-cache-")
+    os.environ["BRAINVIS_BENCH_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

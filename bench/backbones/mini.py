@@ -355,8 +355,11 @@ class _InMemoryFidelity(MiniFidelity):
     """A fidelity role whose weights are written to a temporary file for torch-fidelity."""
 
     def __init__(self, net: SmallCNN) -> None:
+        import shutil
         import tempfile
+        import weakref
 
         folder = Path(tempfile.mkdtemp(prefix="bench-fidelity-"))
         save_model(net, folder / "fidelity.safetensors")
         super().__init__(net, folder / "fidelity.safetensors")
+        weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)  # the file lives as long as the role
