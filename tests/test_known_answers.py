@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench.experiment.grid import expand_trials, load_grid, parse_grid
-from bench.evaluation.known_answers import check_results, markdown, world_pair
+from bench.evaluation.known_answers import check_results, markdown, paired_values, world_pair
 from bench.world.spec import make_spec, spec_of_world
 from bench.errors import UserError
 
@@ -59,6 +59,26 @@ def _records(world: str, variant: str, w: float, per_trial: np.ndarray, metric: 
     return {"key": f"{world}-{variant}-{w}", "status": "ok", "method": "brainvis", "variant": None if variant == "full" else variant, "w": w, "subject": 4,
             "fraction": 1.0, "seed": 0, "options": OPTIONS.get(variant, {}), "config": {"dataset_id": world},
             "metrics": {metric: {"value": float(per_trial.mean()), "per_trial": per_trial.tolist()}}}  # fmt: skip
+
+
+def test_a_test_trial_is_one_unit_over_seeds():
+    """Seeds of one (subject, fraction) are averaged per test trial, not counted as more trials;
+    subjects (or fractions) are concatenated; a side missing a seed leaves that seed out of both."""
+    g = parse_grid({"axes": {"method": ["brainvis"]}, "variants": [{"name": "full"}, {"name": "no_freq", "options": {"use_freq": False}}]})
+    rng = np.random.default_rng(1)
+    a = {(s, seed): rng.random(5).round(3) for s in (1, 4) for seed in (0, 1, 2)}
+    b = {(s, seed): rng.random(5).round(3) for s in (1, 4) for seed in (0, 1)}  # b lacks seed 2
+
+    def rec(variant: str, subject: int, seed: int, x: np.ndarray) -> dict:
+        r = _records("w", variant, 0.5, x)
+        return r | {"key": f"{variant}-{subject}-{seed}", "subject": subject, "seed": seed}
+
+    recs = [rec("full", s, seed, x) for (s, seed), x in a.items()] + [rec("no_freq", s, seed, x) for (s, seed), x in b.items()]
+    xa, xb, runs = paired_values(recs, "w", ("brainvis", "full", 0.5), ("brainvis", "no_freq", 0.5), "top1", g)
+    assert runs == 4 and len(xa) == len(xb) == 10
+    expect_a = np.concatenate([(a[(s, 0)] + a[(s, 1)]) / 2 for s in (1, 4)])
+    expect_b = np.concatenate([(b[(s, 0)] + b[(s, 1)]) / 2 for s in (1, 4)])
+    assert np.allclose(xa, expect_a) and np.allclose(xb, expect_b)
 
 
 def test_verdicts_follow_the_rule():

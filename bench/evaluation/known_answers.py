@@ -4,7 +4,9 @@ A grid's ``[[checks]]`` (see :mod:`bench.experiment.grid`) each name an effect o
 two sides ``a`` and ``b`` (method, variant, w) and a per-trial metric. The *planted world* is the
 grid's first world with the effect on; the *null world* is the grid world whose spec is the planted
 one with that effect at 0. On each, the paired difference ``a - b`` over the same test trials
-(same subject, fraction and seed) gets a 95% bootstrap CI and a paired permutation p-value.
+(same subject and fraction; a trial's values averaged over the seeds both sides ran) gets a 95% bootstrap
+CI and a paired permutation p-value: both cover the sampling of test trials, with the training noise of
+the seeds run averaged inside each trial (one seed: that seed's models taken as fixed).
 
 Verdict (:data:`RULE`): *recovered* when the planted world's difference has the expected sign
 with p < 0.01 and the null world shows what the check's ``null`` says: ``"none"`` (the default) no
@@ -78,22 +80,31 @@ def _records(records: list[dict], dataset: str, method: str, options: dict, w: f
 
 def paired_values(records: list[dict], dataset: str, a: tuple, b: tuple, metric: str, grid=None) -> tuple[np.ndarray, np.ndarray, int]:
     """Per-trial values of ``metric`` for sides ``a`` and ``b`` (method, variant, w) on the same test
-    trials of ``dataset`` (concatenated over the matching (subject, fraction, seed) runs), and the
-    number of runs paired. ``grid`` gives the variants' options (without it: no options)."""
+    trials of ``dataset``, and the number of runs paired. A test trial is one unit: where both sides ran
+    several seeds of a (subject, fraction), its value is the mean over those seeds (so the tests resample
+    test trials, with the seeds' training noise averaged inside each, never one trial counted per seed);
+    the (subject, fraction) groups are concatenated. ``grid`` gives the variants' options (without it: no options)."""
 
     def side_records(side: tuple) -> dict[tuple, dict]:
         method, variant, w = side
         return _records(records, dataset, method, _options(grid, method, variant) if grid is not None else {}, w)
 
     ra, rb = side_records(a), side_records(b)
-    xa, xb, runs = [], [], 0
+    groups: dict[tuple, list[tuple[list, list]]] = {}
     for key in sorted(set(ra) & set(rb)):
         ma, mb = ra[key]["metrics"].get(metric), rb[key]["metrics"].get(metric)
         if ma and mb and ma.get("per_trial") and mb.get("per_trial") and len(ma["per_trial"]) == len(mb["per_trial"]):
-            xa += ma["per_trial"]
-            xb += mb["per_trial"]
-            runs += 1
-    return np.asarray(xa, float), np.asarray(xb, float), runs
+            groups.setdefault(key[:2], []).append((ma["per_trial"], mb["per_trial"]))
+    xa, xb, runs = [], [], 0
+    for pairs in groups.values():
+        if len({len(pa) for pa, _ in pairs}) != 1:
+            raise ValueError(f"{metric}: the seeds of one (subject, fraction) scored different numbers of test trials")
+        xa.append(np.mean([pa for pa, _ in pairs], axis=0))
+        xb.append(np.mean([pb for _, pb in pairs], axis=0))
+        runs += len(pairs)
+    if not xa:
+        return np.array([]), np.array([]), 0
+    return np.concatenate(xa).astype(float), np.concatenate(xb).astype(float), runs
 
 
 def check_results(records: list[dict], grid) -> list[dict]:
@@ -142,7 +153,9 @@ def markdown(results: list[dict], labels: dict[str, str] | None = None) -> str:
     lines = [
         "## Planted effect recovered?",
         "",
-        f"Paired difference a - b over the same test trials, 95% bootstrap CI, paired permutation p. {RULE}.",
+        f"Paired difference a - b over the same test trials (a trial's values averaged over the seeds both sides ran; "
+        f"the interval and p cover the sampling of test trials, the trained models taken as fixed), 95% bootstrap CI, "
+        f"paired permutation p. {RULE}.",
         "",
         "| check | effect | a - b | metric | planted world: a - b [95% CI], p | null world: a - b [95% CI], p | verdict |",
         "|---|---|---|---|---|---|---|",
