@@ -23,8 +23,8 @@ The strengths are dimensionless multipliers of the terms in :mod:`bench.world.ee
   redraws them from the class prompt at strength 0.85, which keeps little of any attribute. Off: the
   EEG says nothing about attributes.
 - ``shared``: the share of every code (class, image, induced) and of the source layout common to
-  all subjects (the rest is each subject's own); what makes other subjects' unlabelled EEG useful
-  for pretraining. Off: subjects share nothing.
+  all subjects (the rest is each subject's own); what makes other subjects' trials useful for
+  training the branches, and their unlabelled EEG for pretraining. Off: subjects share nothing.
 - ``block_drift``: block design (class blocks, 10 s blanks) with block-specific DC offsets and
   band-power gains: the confound of the real set, for the leakage audit. Off (the default):
   randomised presentation order.
@@ -68,9 +68,9 @@ EFFECTS: dict[str, Effect] = {
         ),
         Effect(
             "shared", 0.8, "share of the codes and source layout common to all subjects",
-            "pretraining on every subject's unlabelled EEG",
-            "brainvis [full] - brainvis [no_pretrain], top-1",
-            "planted: pretraining on all subjects raises top-1; null (nothing shared): no change",
+            "branches trained on every subject's trials; pretraining on every subject's unlabelled EEG",
+            "brainvis [all_subjects] - brainvis [full] and brainvis [full] - brainvis [no_pretrain], top-1",
+            "planted: branches trained on all subjects, and pretraining on all subjects, raise top-1; null (nothing shared): no gain from pooled branches, no change from pretraining",
         ),
         Effect(
             "block_drift", 0.0, "class-block presentation with block-specific DC offsets and band-power gains",
