@@ -146,6 +146,7 @@ class BrainVisConfig:
     # EMA encoder, which moves, so the pretext loss is no fixed yardstick and rises as the targets grow richer
     rezero: bool = False  # ReZero encoder layers (residual gates start at 0), as the official classes
     patience: int = 0  # early stopping of every stage after this many epochs without improvement (0: off)
+    min_epochs: int = 0  # the supervised stages (branches, joint) never stop early before this epoch (0: no floor)
     decimate: int = 1  # mean of k consecutive samples before both branches (published: 1, the 1 kHz input)
     # ablation switches
     use_time: bool = True
@@ -238,7 +239,7 @@ class BrainVis(Method):
         report["stage_seconds"] = clock.seconds
         lap = clock.lap
         patience = cfg.patience_or_none
-        kw = dict(batch=cfg.batch_size, wd=cfg.weight_decay, patience=patience, passes=ctx.passes)
+        kw = dict(batch=cfg.batch_size, wd=cfg.weight_decay, patience=patience, passes=ctx.passes, min_epochs=cfg.min_epochs)
 
         freq, time_enc = build_branches(cfg, n_chans=n_chans, n_times=n_times, n_classes=n_classes, seed=seed)
         if freq is not None:
@@ -301,7 +302,7 @@ class BrainVis(Method):
         with the same configuration (whatever its subject or ``w``)."""
         cfg, ctx = self.cfg, self.ctx
         g = stage_generator(ctx.spec.seed, stage)
-        kw = dict(epochs=epochs, lr=lr, batch=cfg.batch_size, wd=cfg.weight_decay, patience=cfg.patience_or_none, passes=ctx.passes)
+        kw = dict(epochs=epochs, lr=lr, batch=cfg.batch_size, wd=cfg.weight_decay, patience=cfg.patience_or_none, passes=ctx.passes, min_epochs=cfg.min_epochs)
         splits = ctx.subject_splits() if cfg.branch_data == "all_subjects" and ctx.subject_splits is not None else None
         if splits is None:
             if isinstance(module, FreqEncoder):

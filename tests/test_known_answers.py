@@ -22,9 +22,11 @@ def test_shipped_known_answers_grid_pairs_every_check_with_its_null_world():
         assert p == planted and n is not None
         assert n == make_spec("mini", effects={c["effect"]: 0}, raw_file=False).world_id
     # the planted world runs every variant (full twice: w = 0 and 0.5); each null world only its
-    # check's, the classification-only ones at w = 0.5 alone (w changes images, not classification)
+    # check's, the classification-only ones at w = 0.5 alone (w changes images, not classification);
+    # every trial at two seeds
     counts = [len(expand_trials(g, world=w)) for w in g.worlds]
-    assert counts == [6, 2, 2, 3, 2]
+    assert counts == [12, 4, 4, 6, 4]
+    assert {t.spec.seed for t in expand_trials(g, world=g.worlds[0])} == {0, 1}
     for world in g.worlds[1:4]:
         assert not g.world_generates(world) and {t.spec.w for t in expand_trials(g, world=world)} == {0.5}
 

@@ -59,3 +59,15 @@ def test_train_classifier_takes_passes_steps_per_epoch_and_keeps_the_best_epoch(
     assert rep["epochs_run"] == 3 and 1 <= rep["best_epoch"] <= 3
     acc = float((m(val.eeg).argmax(1) == val.label).float().mean())
     assert acc == pytest.approx(rep["val_top1"])  # the kept state is the reported one
+
+
+def test_early_stopping_never_fires_before_min_epochs():
+    train, val = _set(8, 1), _set(40, 2)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    kw = dict(epochs=12, lr=0.0, batch=4, wd=0.0, patience=1)  # lr 0: validation never improves after epoch 1
+    m = _Counting()
+    stopped = train_classifier(m, m, train, val, g=g(), **kw)
+    m = _Counting()
+    floored = train_classifier(m, m, train, val, g=g(), min_epochs=7, **kw)
+    assert stopped["epochs_run"] == 2 and stopped["best_epoch"] == 1
+    assert floored["epochs_run"] == 7 and floored["best_epoch"] == 1

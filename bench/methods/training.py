@@ -69,10 +69,12 @@ def train_classifier(
     params=None,
     patience: int | None = None,
     passes: int = 1,
+    min_epochs: int = 0,
 ) -> dict:
     """Cross-entropy training with AdamW; keeps the state with the best validation accuracy, and
-    stops after ``patience`` epochs without improvement. An epoch is ``passes`` passes over ``train``
-    (:func:`passes_per_epoch`)."""
+    stops after ``patience`` epochs without improvement, never before epoch ``min_epochs`` (a stage
+    whose accuracy sits at chance for its first epochs is not stopped there). An epoch is ``passes``
+    passes over ``train`` (:func:`passes_per_epoch`)."""
     opt = torch.optim.AdamW(params if params is not None else module.parameters(), lr=lr, weight_decay=wd)
     best = (-1.0, 0, copy.deepcopy(module.state_dict()))
     ran = 0
@@ -88,7 +90,7 @@ def train_classifier(
         ran = epoch + 1
         if acc > best[0]:
             best = (acc, epoch + 1, copy.deepcopy(module.state_dict()))
-        elif patience is not None and epoch + 1 - best[1] >= patience:
+        elif patience is not None and epoch + 1 >= min_epochs and epoch + 1 - best[1] >= patience:
             break
     module.load_state_dict(best[2])
     module.eval()
