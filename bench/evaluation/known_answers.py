@@ -164,7 +164,8 @@ def markdown(results: list[dict], labels: dict[str, str] | None = None) -> str:
     def cell(r: dict | None) -> str:
         if r is None:
             return "–"
-        return f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], p = {r['p']:.3g} (n = {r['n']}" + (f", {r['runs']} runs averaged" if r.get('runs', 1) > 1 else "") + ")"
+        runs = f", {r['runs']} runs averaged" if r.get("runs", 1) > 1 else ""
+        return f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], p = {r['p']:.3g} (n = {r['n']}{runs})"
 
     for r in results:
         comp = f"{_label(r['a'])} - {_label(r['b'])}"
