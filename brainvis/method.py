@@ -238,8 +238,7 @@ class BrainVis(Method):
         clock = StageClock()
         report["stage_seconds"] = clock.seconds
         lap = clock.lap
-        patience = cfg.patience_or_none
-        kw = dict(batch=cfg.batch_size, wd=cfg.weight_decay, patience=patience, passes=ctx.passes, min_epochs=cfg.min_epochs)
+        kw = self._supervised_kw()
 
         freq, time_enc = build_branches(cfg, n_chans=n_chans, n_times=n_times, n_classes=n_classes, seed=seed)
         if freq is not None:
@@ -292,6 +291,11 @@ class BrainVis(Method):
             return eeg
         return torch.cat([self.prep(eeg[i : i + batch].float()) for i in range(0, len(eeg), batch)])
 
+    def _supervised_kw(self) -> dict:
+        """What every supervised stage (branches, joint) passes to ``train_classifier`` besides its epochs and lr."""
+        cfg = self.cfg
+        return dict(batch=cfg.batch_size, wd=cfg.weight_decay, patience=cfg.patience_or_none, passes=self.ctx.passes, min_epochs=cfg.min_epochs)
+
     def _prepared(self, data: TrialSet) -> TrialSet:
         return data if self.prep.k == 1 else replace(data, eeg=self._prep_eeg(data.eeg))
 
@@ -302,7 +306,7 @@ class BrainVis(Method):
         with the same configuration (whatever its subject or ``w``)."""
         cfg, ctx = self.cfg, self.ctx
         g = stage_generator(ctx.spec.seed, stage)
-        kw = dict(epochs=epochs, lr=lr, batch=cfg.batch_size, wd=cfg.weight_decay, patience=cfg.patience_or_none, passes=ctx.passes, min_epochs=cfg.min_epochs)
+        kw = dict(epochs=epochs, lr=lr, **self._supervised_kw())
         splits = ctx.subject_splits() if cfg.branch_data == "all_subjects" and ctx.subject_splits is not None else None
         if splits is None:
             if isinstance(module, FreqEncoder):
