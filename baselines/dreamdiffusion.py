@@ -22,8 +22,12 @@ Deviations here (recorded in the profiles as well):
   ``use_mse``), i.e. towards a conditioning that the frozen generator is known to render as that
   image. The CLIP-image term is kept as published. ``loss = token_weight * token_loss +
   clip_weight * clip_loss``.
-- Pretraining uses the subject's *training* EEG only (DreamDiffusion pretrained on ~120k MOABB
-  trials plus the EEG-CVPR40 data); the epoch with the lowest validation MAE loss (fixed masks) is kept.
+- Pretraining data (``pretrain_data``): DreamDiffusion pretrained on ~120k unlabelled MOABB trials plus
+  the EEG-CVPR40 data. ``"all_subjects"`` (default) is the nearest the harness offers: every subject's
+  unlabelled training and validation EEG (never a test image's trials), the pool BrainVis pretrains
+  on, computed once and shared by every trial with the same configuration and seed; ``"subject"``:
+  the trial's own training EEG at its fraction. The epoch with the lowest validation MAE loss
+  (fixed masks) is kept.
 - No class token (the published generation encoder does not use one either); mean-pool features.
 - Fine-tuning keeps the epoch with the lowest validation loss of the same objective (the official
   code validated on test items).
@@ -51,7 +55,7 @@ from baselines.common import batched, n_params, resolve_config
 from bench.methods.signal import Decimate
 from bench.methods.base import FitContext, Method, Predictions, StageClock, register_method
 from bench.methods.training import batches as _batches
-from bench.methods.training import stage_report
+from bench.methods.training import stage_report, state_digest
 from bench.data.eegcvpr40 import TrialSet, image_path
 
 DEFAULTS: dict[str, Any] = {
@@ -70,7 +74,8 @@ DEFAULTS: dict[str, Any] = {
     "pretrain_lr": 2.5e-4,
     "pretrain_batch": 128,
     "pretrain_wd": 0.05,
-    "pretrain_min_delta": 0.0,  # harness addition: early stopping counts a validation loss as better only below best * (1 - min_delta)
+    "pretrain_min_delta": 0.0,
+    "pretrain_data": "all_subjects",  # or "subject" (module docstring)  # harness addition: early stopping counts a validation loss as better only below best * (1 - min_delta)
     "clip_grad": 0.8,
     # fine-tuning of encoder + mappers
     "finetune_epochs": 500,
@@ -90,6 +95,12 @@ DEFAULTS: dict[str, Any] = {
     # harness addition: mean of k consecutive samples before the encoder (mini profiles; 1 = off, published)
     "decimate": 1,
 }
+
+PRETRAIN_DATA = ("subject", "all_subjects")
+PRETRAIN_VERSION = "1"  # bump when the shared pretraining's output changes
+# What the shared pretraining depends on (besides data, seed and starting weights).
+PRETRAIN_KEYS = ("patch_size", "d_model", "n_layers", "n_heads", "mlp_ratio", "dec_dim", "dec_layers", "dec_heads", "mask_ratio", "dropout",
+                 "pretrain_epochs", "pretrain_lr", "pretrain_batch", "pretrain_wd", "pretrain_min_delta", "clip_grad", "patience", "decimate")  # fmt: skip
 
 
 def sincos_positions(n: int, dim: int) -> torch.Tensor:
@@ -224,8 +235,8 @@ class DreamDiffusion(Method):
                 mask_ratio=cfg["mask_ratio"], dropout=cfg["dropout"],
             )  # fmt: skip
             report["n_params_mae"] = n_params(self.mae)
-            ctx.log("dreamdiffusion: masked signal modeling")
-            report["pretrain"] = self._pretrain(train, val, g)
+            ctx.log(f"dreamdiffusion: masked signal modeling ({cfg['pretrain_data']})")
+            report["pretrain"] = self._pretrain_stage(train, val)
             lap("pretrain")
             self.head = None
             if ctx.backbones is not None:
@@ -239,15 +250,57 @@ class DreamDiffusion(Method):
 
     # ---------------------------------------------------------------------------------------------
 
-    def _pretrain(self, train: TrialSet, val: TrialSet, g: torch.Generator) -> dict:
+    def _pretrain_stage(self, train: TrialSet, val: TrialSet) -> dict:
+        """Masked signal modeling on the configured data (``pretrain_data``); shared across trials when pooled.
+
+        The stage draws from its own random streams (batches, masks; global RNG forked), so a trial
+        gets the same result whether it computed the shared pretraining or loaded it."""
+        cfg, ctx = self.cfg, self.ctx
+        if cfg["pretrain_data"] not in PRETRAIN_DATA:
+            raise ValueError(f"dreamdiffusion: pretrain_data must be one of {', '.join(PRETRAIN_DATA)}; got {cfg['pretrain_data']!r}")
+        seed = int(np.random.SeedSequence([int(ctx.spec.seed), 0xDD, 1]).generate_state(1)[0])
+
+        def run(x_train: torch.Tensor, x_val: torch.Tensor, passes: int) -> dict:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed % (2**31))
+                return self._pretrain(x_train, x_val, torch.Generator().manual_seed(seed), passes)
+
+        pool = ctx.pretrain_pool() if cfg["pretrain_data"] == "all_subjects" and ctx.pretrain_pool is not None else None
+        if pool is None:
+            return {**run(train.eeg, val.eeg, ctx.passes), "data": "subject", "n_train": len(train), "n_val": len(val)}
+        parts = {
+            "what": "dreamdiffusion.pretrain", "version": PRETRAIN_VERSION, "pool": pool.describe(), "seed": int(ctx.spec.seed),
+            "n_chans": int(self.mae.n_chans), "n_times": int(train.eeg.shape[2]), "config": {k: cfg[k] for k in PRETRAIN_KEYS},
+            "init": state_digest(self.mae),
+        }  # fmt: skip
+
+        def compute() -> tuple[dict, dict]:
+            x_train, x_val = (self._prep_pool(x) for x in pool.load())
+            return self.mae.state_dict(), run(x_train, x_val, 1)
+
+        state, rep, here = ctx.shared.get(parts, compute)
+        if not here:
+            self.mae.load_state_dict(state)
+        return {**rep, "data": "all_subjects", "n_train": pool.n_train, "n_val": pool.n_val, "shared": "computed" if here else "loaded"}
+
+    def _prep_pool(self, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+        """Pooled float16 EEG at the encoder's rate (decimated in float32; float16 kept when not decimated)."""
+        if self.prep.k == 1:
+            return x
+        return torch.cat([self.prep(x[i : i + batch].float()) for i in range(0, len(x), batch)])
+
+    def _pretrain(self, x_train: torch.Tensor, x_val: torch.Tensor, g: torch.Generator, passes: int) -> dict:
+        """MAE epochs on EEG ``[N, C, T]`` (``passes`` passes per epoch); keeps the epoch with the lowest
+        validation loss (fixed masks) that beats the best so far by ``pretrain_min_delta``."""
         cfg, mae = self.cfg, self.mae
         opt = torch.optim.AdamW(mae.parameters(), lr=cfg["pretrain_lr"], weight_decay=cfg["pretrain_wd"])
         best = (math.inf, 0, copy.deepcopy(mae.state_dict()))
         ran = 0
+        curve: list[float] = []
         for epoch in range(cfg["pretrain_epochs"]):
             mae.train()
-            for idx in _batches(len(train), cfg["pretrain_batch"], g, passes=self.ctx.passes):
-                loss = mae.mae_loss(train.eeg[idx], generator=g)
+            for idx in _batches(len(x_train), cfg["pretrain_batch"], g, passes=passes):
+                loss = mae.mae_loss(x_train[idx].float(), generator=g)
                 opt.zero_grad()
                 loss.backward()
                 if cfg["clip_grad"]:
@@ -255,15 +308,18 @@ class DreamDiffusion(Method):
                 opt.step()
             mae.eval()
             with torch.no_grad():
-                vloss = float(mae.mae_loss(val.eeg, generator=torch.Generator().manual_seed(12345)))
+                vg = torch.Generator().manual_seed(12345)  # the same masks every epoch
+                chunks = [x_val[i : i + 256] for i in range(0, len(x_val), 256)]
+                vloss = sum(float(mae.mae_loss(c.float(), generator=vg)) * len(c) for c in chunks) / len(x_val)
             ran = epoch + 1
+            curve.append(round(vloss, 5))
             if vloss < best[0] * (1.0 - cfg["pretrain_min_delta"]):  # a smaller relative improvement does not count
                 best = (vloss, epoch + 1, copy.deepcopy(mae.state_dict()))
             elif cfg["patience"] and epoch + 1 - best[1] >= cfg["patience"]:
                 break
         mae.load_state_dict(best[2])
         mae.eval()
-        return stage_report(best[0], best[1], ran, cfg["pretrain_epochs"], key="val_loss")
+        return {**stage_report(best[0], best[1], ran, cfg["pretrain_epochs"], key="val_loss"), "val_loss_curve": curve}
 
     def _targets(self, data: TrialSet) -> tuple[torch.Tensor, torch.Tensor]:
         """Caption token sequences ``[N, T, W]`` and CLIP image embeddings ``[N, D]`` of a split's trials."""

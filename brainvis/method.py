@@ -29,7 +29,6 @@ its pretraining was computed in it or loaded from the cache, whichever trial ran
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,7 +42,7 @@ from bench.methods.base import FitContext, Method, Predictions, StageClock, regi
 from bench.methods.signal import Decimate
 from bench.methods.training import accuracy as _accuracy
 from bench.methods.training import batches as _batches
-from bench.methods.training import stage_report, train_classifier
+from bench.methods.training import stage_report, state_digest, train_classifier
 from bench.data.eegcvpr40 import TrialSet
 from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, TimeEncoder, alignment_loss
 
@@ -61,16 +60,6 @@ LATER_STAGE_FIELDS = ("joint_", "align_", "use_mse", "fusion_init", "stage1", "s
 PRETRAIN_FIELDS = ("d_model", "n_layers", "n_heads", "d_ffn", "dropout", "patch_size", "mask_ratio", "momentum",
                    "n_regressor_layers", "n_codewords", "batch_size", "pretrain_epochs", "pretrain_lr", "weight_decay", "patience",
                    "pretrain_signal_weight", "pretrain_select", "rezero", "decimate")  # fmt: skip
-
-
-def state_digest(module: torch.nn.Module) -> str:
-    """SHA-256 (16 hex digits) of a module's state: names, shapes, dtypes and values."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
 
 
 def stage_generator(seed: int, stage: int) -> torch.Generator:
@@ -146,7 +135,7 @@ class BrainVisConfig:
     # EMA encoder, which moves, so the pretext loss is no fixed yardstick and rises as the targets grow richer
     rezero: bool = False  # ReZero encoder layers (residual gates start at 0), as the official classes
     patience: int = 0  # early stopping of every stage after this many epochs without improvement (0: off)
-    min_epochs: int = 0  # the supervised stages (branches, joint) never stop early before this epoch (0: no floor)
+    finetune_min_epochs: int = 0  # the time encoder's fine-tuning never stops early before this epoch (0: no floor)
     decimate: int = 1  # mean of k consecutive samples before both branches (published: 1, the 1 kHz input)
     # ablation switches
     use_time: bool = True
@@ -253,7 +242,9 @@ class BrainVis(Method):
                 lap("pretrain")
             if cfg.finetune:
                 log(f"brainvis: time-encoder fine-tuning ({cfg.branch_data})")
-                report["finetune"] = self._branch_stage("finetune", time_enc, train, val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, stage=STAGE_FINETUNE)
+                report["finetune"] = self._branch_stage(
+                    "finetune", time_enc, train, val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, stage=STAGE_FINETUNE, min_epochs=cfg.finetune_min_epochs
+                )
                 lap("finetune")
 
         with stage_rng(seed, INIT_FUSION):
@@ -294,19 +285,21 @@ class BrainVis(Method):
     def _supervised_kw(self) -> dict:
         """What every supervised stage (branches, joint) passes to ``train_classifier`` besides its epochs and lr."""
         cfg = self.cfg
-        return dict(batch=cfg.batch_size, wd=cfg.weight_decay, patience=cfg.patience_or_none, passes=self.ctx.passes, min_epochs=cfg.min_epochs)
+        return dict(batch=cfg.batch_size, wd=cfg.weight_decay, patience=cfg.patience_or_none, passes=self.ctx.passes)
 
     def _prepared(self, data: TrialSet) -> TrialSet:
         return data if self.prep.k == 1 else replace(data, eeg=self._prep_eeg(data.eeg))
 
-    def _branch_stage(self, name: str, module: FreqEncoder | TimeEncoder, train: TrialSet, val: TrialSet, *, epochs: int, lr: float, stage: int) -> dict:
+    def _branch_stage(
+        self, name: str, module: FreqEncoder | TimeEncoder, train: TrialSet, val: TrialSet, *, epochs: int, lr: float, stage: int, min_epochs: int = 0
+    ) -> dict:
         """Supervised training of one branch with its own head: on the subject's trials, or (``branch_data
         = "all_subjects"``, the official code's protocol) on every subject's training trials at the trial's
         fraction, selected on every subject's validation trials, computed once and shared by every trial
         with the same configuration (whatever its subject or ``w``)."""
         cfg, ctx = self.cfg, self.ctx
         g = stage_generator(ctx.spec.seed, stage)
-        kw = dict(epochs=epochs, lr=lr, **self._supervised_kw())
+        kw = dict(epochs=epochs, lr=lr, min_epochs=min_epochs, **self._supervised_kw())
         splits = ctx.subject_splits() if cfg.branch_data == "all_subjects" and ctx.subject_splits is not None else None
         if splits is None:
             if isinstance(module, FreqEncoder):

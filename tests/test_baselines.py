@@ -314,6 +314,46 @@ def test_dreamdiffusion_end_to_end(data, backbones):
     assert torch.equal(p1.logits, p2.logits) and torch.equal(p1.cond, p2.cond)
 
 
+def test_dreamdiffusion_pooled_pretraining_is_shared_and_reproducible(data, tmp_path):
+    """With ``pretrain_data = "all_subjects"`` the MAE pretrains on the unlabelled pool, once: a trial
+    that loads the shared result predicts exactly what the trial that computed it predicted, and what a
+    trial with a cache of its own predicts; the subject's own data gives another encoder."""
+    from dataclasses import replace
+
+    from bench.methods.base import UnlabelledPool
+    from bench.methods.training import SharedWork
+
+    sets, root = data
+    pool_x = torch.randn(24, 128, 440, generator=torch.Generator().manual_seed(5)).half()
+    calls = []
+
+    def load():
+        calls.append(1)
+        return pool_x[:16], pool_x[16:]
+
+    pool = UnlabelledPool({"pool": "test"}, 16, 8, load)
+
+    def fit(cache, **options):
+        ctx = replace(make_ctx("dreamdiffusion", root), pretrain_pool=lambda: pool, shared=SharedWork(cache), spec=TrialSpec("dreamdiffusion", options=tuple(options.items())))
+        method = get_method("dreamdiffusion")()
+        torch.manual_seed(0)  # as run_trial seeds every trial
+        report = method.fit(sets["train"], sets["val"], ctx)
+        with torch.no_grad():
+            return report, method.predict(sets["test"].eeg.clone()).logits
+
+    first, l1 = fit(tmp_path / "a")
+    again, l2 = fit(tmp_path / "a")
+    alone, l3 = fit(tmp_path / "b")
+    own, l4 = fit(tmp_path / "a", pretrain_data="subject")
+    assert (first["pretrain"]["shared"], again["pretrain"]["shared"], alone["pretrain"]["shared"]) == ("computed", "loaded", "computed")
+    assert first["pretrain"]["n_train"] == 16 and first["pretrain"]["data"] == "all_subjects" and len(calls) == 2
+    assert first["pretrain"]["val_loss"] == again["pretrain"]["val_loss"] == alone["pretrain"]["val_loss"]
+    assert torch.equal(l1, l2) and torch.equal(l1, l3)
+    assert own["pretrain"]["data"] == "subject" and own["pretrain"]["n_train"] == len(sets["train"]) and not torch.equal(l1, l4)
+    with pytest.raises(ValueError, match="pretrain_data"):
+        fit(tmp_path / "c", pretrain_data="everyone")
+
+
 def test_dreamdiffusion_without_backbones_still_classifies(data):
     method, ctx, report, preds = fit_predict("dreamdiffusion", data)
     assert "finetune" not in report and preds.cond is None

@@ -107,6 +107,17 @@ def shared_work_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def state_digest(module: nn.Module) -> str:
+    """SHA-256 (16 hex digits) of a module's state: names, shapes, dtypes and values (e.g. a shared
+    stage's starting weights, part of its key)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
 class SharedWork:
     """Tensors computed once and reused by every trial that needs the same thing, under
     ``<folder>/<key>.safetensors`` (with ``<key>.json``, its description and report).
