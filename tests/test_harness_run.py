@@ -274,6 +274,13 @@ def test_peak_memory_reads_pss_at_its_own_slower_cadence(monkeypatch):
     assert 2 + ticks // 10 - 1 <= calls["pss"] <= 2 + ticks // 10 + 1  # start, every 10th tick, stop
     assert m.peak_pss == 100.0 + calls["pss"]  # the last (largest) reading, taken at stop
     assert m.peak_used == 10 * calls["used"] - 10  # rise over the baseline, read every tick
+    # a peak another monitor saw during part of the span (the grid runner's, through the trials) is folded in:
+    # the command's peak is never below the trials' peak (it once read 4.96 GiB against 5.40 for the trials)
+    before = m.peak_pss
+    m.include(before + 50.0)
+    assert m.peak_pss == before + 50.0
+    m.include(1.0)
+    assert m.peak_pss == before + 50.0
 
 
 def test_progress_display_renders(tmp_path):

@@ -54,6 +54,11 @@ class PeakMemory:
     peak_used: float = 0.0
     baseline_used: float = 0.0
 
+    def include(self, peak_pss: float) -> None:
+        """Fold in a peak sampled by another monitor over part of this one's span (e.g. the grid runner's
+        through the trials), so this peak is never below it."""
+        self.peak_pss = max(self.peak_pss, float(peak_pss))
+
     def _sample(self, pss: bool = True) -> None:
         if pss:
             self.peak_pss = max(self.peak_pss, tree_pss_mib())

@@ -170,6 +170,8 @@ def _run_one_dataset(g, data: tuple[Path, str], *, base, store: Path, max_concur
             retry_failed=retry_failed, progress=progress, name=g.name,
         )  # fmt: skip
         interrupted = bool(summary.not_run)
+        if memory is not None:
+            memory.include(summary.peak_pss_mib)  # the runner samples the trials on its own; the command's peak covers them
         console.print(
             f"grid {g.name}: {summary.total} trials; ran {summary.ran} ({summary.ok} ok, {summary.failed} failed); "
             f"skipped {summary.skipped_ok} already done" + (f", {summary.skipped_failed} failed before (use --retry-failed)" if summary.skipped_failed else "")
