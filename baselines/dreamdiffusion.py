@@ -74,8 +74,8 @@ DEFAULTS: dict[str, Any] = {
     "pretrain_lr": 2.5e-4,
     "pretrain_batch": 128,
     "pretrain_wd": 0.05,
-    "pretrain_min_delta": 0.0,
-    "pretrain_data": "all_subjects",  # or "subject" (module docstring)  # harness addition: early stopping counts a validation loss as better only below best * (1 - min_delta)
+    "pretrain_min_delta": 0.0,  # harness addition: early stopping counts a validation loss as better only below best * (1 - min_delta)
+    "pretrain_data": "all_subjects",  # or "subject" (module docstring)
     "clip_grad": 0.8,
     # fine-tuning of encoder + mappers
     "finetune_epochs": 500,
