@@ -275,19 +275,13 @@ class DreamDiffusion(Method):
         }  # fmt: skip
 
         def compute() -> tuple[dict, dict]:
-            x_train, x_val = (self._prep_pool(x) for x in pool.load())
+            x_train, x_val = (self.prep.in_batches(x) for x in pool.load())
             return self.mae.state_dict(), run(x_train, x_val, 1)
 
         state, rep, here = ctx.shared.get(parts, compute)
         if not here:
             self.mae.load_state_dict(state)
         return {**rep, "data": "all_subjects", "n_train": pool.n_train, "n_val": pool.n_val, "shared": "computed" if here else "loaded"}
-
-    def _prep_pool(self, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
-        """Pooled float16 EEG at the encoder's rate (decimated in float32; float16 kept when not decimated)."""
-        if self.prep.k == 1:
-            return x
-        return torch.cat([self.prep(x[i : i + batch].float()) for i in range(0, len(x), batch)])
 
     def _pretrain(self, x_train: torch.Tensor, x_val: torch.Tensor, g: torch.Generator, passes: int) -> dict:
         """MAE epochs on EEG ``[N, C, T]`` (``passes`` passes per epoch); keeps the epoch with the lowest

@@ -275,20 +275,13 @@ class BrainVis(Method):
 
     # ---------------------------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def _prep_eeg(self, eeg: torch.Tensor, batch: int = 512) -> torch.Tensor:
-        """The branches' input: EEG at the configured rate (``eeg`` itself when not decimated)."""
-        if self.prep.k == 1:
-            return eeg
-        return torch.cat([self.prep(eeg[i : i + batch].float()) for i in range(0, len(eeg), batch)])
-
     def _supervised_kw(self) -> dict:
         """What every supervised stage (branches, joint) passes to ``train_classifier`` besides its epochs and lr."""
         cfg = self.cfg
         return dict(batch=cfg.batch_size, wd=cfg.weight_decay, patience=cfg.patience_or_none, passes=self.ctx.passes)
 
     def _prepared(self, data: TrialSet) -> TrialSet:
-        return data if self.prep.k == 1 else replace(data, eeg=self._prep_eeg(data.eeg))
+        return data if self.prep.k == 1 else replace(data, eeg=self.prep.in_batches(data.eeg))
 
     def _branch_stage(
         self, name: str, module: FreqEncoder | TimeEncoder, train: TrialSet, val: TrialSet, *, epochs: int, lr: float, stage: int, min_epochs: int = 0
@@ -353,7 +346,7 @@ class BrainVis(Method):
 
         def compute() -> tuple[dict, dict]:
             x_train, x_val = pool.load()
-            rep = run(self._prep_eeg(x_train), self._prep_eeg(x_val))
+            rep = run(self.prep.in_batches(x_train), self.prep.in_batches(x_val))
             return enc.state_dict(), rep
 
         state, rep, here = ctx.shared.get(parts, compute)
@@ -485,7 +478,7 @@ class BrainVis(Method):
 
     def predict(self, eeg: torch.Tensor) -> Predictions:
         self.encoder.eval()
-        out = self.encoder(self._prep_eeg(eeg))
+        out = self.encoder(self.prep.in_batches(eeg))
         cond = None
         if self.align is not None:
             self.align.eval()

@@ -30,3 +30,11 @@ class Decimate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.k == 1 else F.avg_pool1d(x, self.k, self.k)
+
+    @torch.no_grad()
+    def in_batches(self, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+        """Many trials ``[N, C, T]`` (e.g. a float16 pool), ``batch`` at a time in float32: ``[N, C, T // k]``
+        (``x`` itself, dtype kept, when ``k = 1``)."""
+        if self.k == 1:
+            return x
+        return torch.cat([self(x[i : i + batch].float()) for i in range(0, len(x), batch)])
