@@ -25,9 +25,11 @@ Deviations here (recorded in the profiles as well):
 - Pretraining data (``pretrain_data``): DreamDiffusion pretrained on ~120k unlabelled MOABB trials plus
   the EEG-CVPR40 data. ``"all_subjects"`` (default) is the nearest the harness offers: every subject's
   unlabelled training and validation EEG (never a test image's trials), the pool BrainVis pretrains
-  on, computed once and shared by every trial with the same configuration and seed; ``"subject"``:
-  the trial's own training EEG at its fraction. The epoch with the lowest validation MAE loss
-  (fixed masks) is kept.
+  on, computed once and shared by every trial with the same configuration and seed;
+  ``"subject_unlabelled"``: the trial's subject's unlabelled training and validation EEG, the same at
+  every training fraction (the fraction limits labels), computed once per subject and shared by its
+  fractions; ``"subject"``: the trial's own training EEG at its fraction. The epoch with the lowest
+  validation MAE loss (fixed masks) is kept.
 - No class token (the published generation encoder does not use one either); mean-pool features.
 - Fine-tuning keeps the epoch with the lowest validation loss of the same objective (the official
   code validated on test items).
@@ -75,7 +77,7 @@ DEFAULTS: dict[str, Any] = {
     "pretrain_batch": 128,
     "pretrain_wd": 0.05,
     "pretrain_min_delta": 0.0,  # harness addition: early stopping counts a validation loss as better only below best * (1 - min_delta)
-    "pretrain_data": "all_subjects",  # or "subject" (module docstring)
+    "pretrain_data": "all_subjects",  # or "subject_unlabelled", "subject" (module docstring)
     "clip_grad": 0.8,
     # fine-tuning of encoder + mappers
     "finetune_epochs": 500,
@@ -96,7 +98,7 @@ DEFAULTS: dict[str, Any] = {
     "decimate": 1,
 }
 
-PRETRAIN_DATA = ("subject", "all_subjects")
+PRETRAIN_DATA = ("subject", "subject_unlabelled", "all_subjects")
 PRETRAIN_VERSION = "1"  # bump when the shared pretraining's output changes
 # What the shared pretraining depends on (besides data, seed and starting weights).
 PRETRAIN_KEYS = ("patch_size", "d_model", "n_layers", "n_heads", "mlp_ratio", "dec_dim", "dec_layers", "dec_heads", "mask_ratio", "dropout",
@@ -265,7 +267,8 @@ class DreamDiffusion(Method):
                 torch.manual_seed(seed % (2**31))
                 return self._pretrain(x_train, x_val, torch.Generator().manual_seed(seed), passes)
 
-        pool = ctx.pretrain_pool() if cfg["pretrain_data"] == "all_subjects" and ctx.pretrain_pool is not None else None
+        pools = {"all_subjects": {}, "subject_unlabelled": {"subject": int(ctx.spec.subject)}}
+        pool = ctx.pretrain_pool(**pools[cfg["pretrain_data"]]) if cfg["pretrain_data"] in pools and ctx.pretrain_pool is not None else None
         if pool is None:
             return {**run(train.eeg, val.eeg, ctx.passes), "data": "subject", "n_train": len(train), "n_val": len(val)}
         parts = {
@@ -281,7 +284,7 @@ class DreamDiffusion(Method):
         state, rep, here = ctx.shared.get(parts, compute)
         if not here:
             self.mae.load_state_dict(state)
-        return {**rep, "data": "all_subjects", "n_train": pool.n_train, "n_val": pool.n_val, "shared": "computed" if here else "loaded"}
+        return {**rep, "data": cfg["pretrain_data"], "n_train": pool.n_train, "n_val": pool.n_val, "shared": "computed" if here else "loaded"}
 
     def _pretrain(self, x_train: torch.Tensor, x_val: torch.Tensor, g: torch.Generator, passes: int) -> dict:
         """MAE epochs on EEG ``[N, C, T]`` (``passes`` passes per epoch); keeps the epoch with the lowest

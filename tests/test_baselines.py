@@ -317,7 +317,8 @@ def test_dreamdiffusion_end_to_end(data, backbones):
 def test_dreamdiffusion_pooled_pretraining_is_shared_and_reproducible(data, tmp_path):
     """With ``pretrain_data = "all_subjects"`` the MAE pretrains on the unlabelled pool, once: a trial
     that loads the shared result predicts exactly what the trial that computed it predicted, and what a
-    trial with a cache of its own predicts; the subject's own data gives another encoder."""
+    trial with a cache of its own predicts; the subject's own data gives another encoder.
+    ``"subject_unlabelled"`` asks for the trial's subject's pool and shares it under its own key."""
     from dataclasses import replace
 
     from bench.methods.base import UnlabelledPool
@@ -332,9 +333,16 @@ def test_dreamdiffusion_pooled_pretraining_is_shared_and_reproducible(data, tmp_
         return pool_x[:16], pool_x[16:]
 
     pool = UnlabelledPool({"pool": "test"}, 16, 8, load)
+    subject_pool = UnlabelledPool({"pool": "test", "subjects": [4]}, 12, 4, lambda: (pool_x[:12], pool_x[20:]))
+    asked = []
 
-    def fit(cache, **options):
-        ctx = replace(make_ctx("dreamdiffusion", root), pretrain_pool=lambda: pool, shared=SharedWork(cache), spec=TrialSpec("dreamdiffusion", options=tuple(options.items())))
+    def pools(subject=0):
+        asked.append(subject)
+        return subject_pool if subject else pool
+
+    def fit(cache, fraction=1.0, **options):
+        spec = TrialSpec("dreamdiffusion", subject=4, fraction=fraction, options=tuple(options.items()))
+        ctx = replace(make_ctx("dreamdiffusion", root), pretrain_pool=pools, shared=SharedWork(cache), spec=spec)
         method = get_method("dreamdiffusion")()
         torch.manual_seed(0)  # as run_trial seeds every trial
         report = method.fit(sets["train"], sets["val"], ctx)
@@ -350,6 +358,12 @@ def test_dreamdiffusion_pooled_pretraining_is_shared_and_reproducible(data, tmp_
     assert first["pretrain"]["val_loss"] == again["pretrain"]["val_loss"] == alone["pretrain"]["val_loss"]
     assert torch.equal(l1, l2) and torch.equal(l1, l3)
     assert own["pretrain"]["data"] == "subject" and own["pretrain"]["n_train"] == len(sets["train"]) and not torch.equal(l1, l4)
+    asked.clear()
+    sub1, l5 = fit(tmp_path / "a", pretrain_data="subject_unlabelled")
+    sub2, l6 = fit(tmp_path / "a", fraction=0.5, pretrain_data="subject_unlabelled")  # another fraction: the same pretraining, loaded
+    assert asked == [4, 4] and (sub1["pretrain"]["shared"], sub2["pretrain"]["shared"]) == ("computed", "loaded")
+    assert sub1["pretrain"]["data"] == "subject_unlabelled" and sub1["pretrain"]["n_train"] == 12 and sub1["pretrain"]["val_loss"] == sub2["pretrain"]["val_loss"]
+    assert not torch.equal(l5, l1)
     with pytest.raises(ValueError, match="pretrain_data"):
         fit(tmp_path / "c", pretrain_data="everyone")
 

@@ -117,6 +117,30 @@ def test_nested_fractions_are_nested_stratified_deterministic(smoke_world):
     assert not np.array_equal(other, nested_fraction(full.index, release.image, release.label, 0.25, seed=3))
 
 
+def test_unlabelled_pools_hold_train_and_val_eeg_only(smoke_world):
+    """The pretraining pool: every subject's training and validation EEG, or one subject's (the same at
+    every fraction), never a test image's trial."""
+    from bench.data.dataset import open_dataset
+
+    root, _ = smoke_world
+    ds = open_dataset(root)
+    desc, n_train, n_val, load = ds.unlabelled_eeg()
+    train, val = load()
+    assert desc["subjects"] == sorted(ds.subjects()) and (len(train), len(val)) == (n_train, n_val) and train.dtype == torch.float16
+    splits = {s: ds.load_split(s, 1.0, 0) for s in ds.subjects()}
+    assert n_train == sum(len(d.train) for d in splits.values()) and n_val == sum(len(d.val) for d in splits.values())
+    s = max(ds.subjects())
+    desc_s, n_s, v_s, load_s = ds.unlabelled_eeg(subject=s)
+    train_s, val_s = load_s()
+    assert desc_s["subjects"] == [s] and (n_s, v_s) == (len(splits[s].train), len(splits[s].val))
+    torch.testing.assert_close(train_s.float(), splits[s].train.eeg.half().float())  # the subject's whole training split, in split order
+    torch.testing.assert_close(val_s.float(), splits[s].val.eeg.half().float())
+    # no test trial of any subject is in either pool
+    test = torch.cat([d.test.eeg.half().flatten(1) for d in splits.values()])
+    for pool in (train, val, train_s, val_s):
+        assert not (torch.cdist(pool.flatten(1).float(), test.float()) < 1e-3).any()
+
+
 @pytest.mark.parametrize("bad", [0, -0.1, 1.5, float("nan"), float("inf"), True])
 def test_fraction_outside_unit_interval_is_rejected(bad):
     with pytest.raises(DataError, match="fraction"):

@@ -80,9 +80,9 @@ class Dataset(Protocol):
     def attributes(self, names: list[str]) -> dict[str, np.ndarray] | None:
         """True attribute value indices per named image (a synthetic world's), or None."""
 
-    def unlabelled_eeg(self) -> tuple[dict, int, int, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
-        """Every subject's train and val EEG without labels (never a test image's trials):
-        ``(description, n_train, n_val, load)``; ``load() -> (train, val)`` float16."""
+    def unlabelled_eeg(self, *, subject: int = 0) -> tuple[dict, int, int, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
+        """Train and val EEG without labels (never a test image's trials) of every subject
+        (``subject = 0``) or of one: ``(description, n_train, n_val, load)``; ``load() -> (train, val)`` float16."""
 
     @property
     def stimulus_id(self) -> str | None:
@@ -191,10 +191,10 @@ class EEGCVPR40:
     def stimulus_id(self) -> str | None:
         return self._manifest.get("stimulus_id")
 
-    def unlabelled_eeg(self, *, t_start: int = T_START, t_end: int = T_END):
+    def unlabelled_eeg(self, *, subject: int = 0, t_start: int = T_START, t_end: int = T_END):
         release = self.release
         splits_path = self.root / SPLIT_FILES[self.split_mode]
-        parts = select_split(release, load_splits(splits_path), subject=0, mode=self.split_mode, min_len=max(460, t_end), splits_path=splits_path)
+        parts = select_split(release, load_splits(splits_path), subject=subject, mode=self.split_mode, min_len=max(460, t_end), splits_path=splits_path)
 
         def stack(source: Release, idx: np.ndarray) -> torch.Tensor:
             out = torch.empty(len(idx), source.eeg[0].shape[0], t_end - t_start, dtype=torch.float16)

@@ -83,9 +83,10 @@ def save_images(images: dict[str, np.ndarray], names: list[str], out: Path) -> N
                 Image.fromarray(arr[i, s]).save(folder / f"{name}_{j}.png")
 
 
-def unlabelled_pool(dataset: Dataset, env: "RunEnv") -> UnlabelledPool:
-    """Every subject's training and validation trials, EEG only (float16), for pretraining."""
-    description, n_train, n_val, load = dataset.unlabelled_eeg()
+def unlabelled_pool(dataset: Dataset, env: "RunEnv", subject: int = 0) -> UnlabelledPool:
+    """Training and validation trials, EEG only (float16), for pretraining: every subject's
+    (``subject = 0``) or one subject's at every training fraction."""
+    description, n_train, n_val, load = dataset.unlabelled_eeg(subject=subject) if subject else dataset.unlabelled_eeg()
     return UnlabelledPool({"dataset_id": env.dataset_id, **description}, n_train, n_val, load)
 
 
@@ -133,7 +134,7 @@ def run_trial(spec: TrialSpec, env: RunEnv, *, key: str | None = None, stage_cb=
         captions=captions,
         image_root=dataset.image_root(),
         device=env.device,
-        pretrain_pool=lambda: unlabelled_pool(dataset, env),
+        pretrain_pool=lambda subject=0: unlabelled_pool(dataset, env, subject),
         subject_splits=lambda: subject_splits(dataset, env, spec.fraction),
         image_cache=cache_dir(env.cache_dir) / "images",
         shared=SharedWork(cache_dir(env.cache_dir) / "shared" / env.dataset_id, version=code_version()),

@@ -42,8 +42,8 @@ class TrialSpec:
 
 @dataclass
 class UnlabelledPool:
-    """Every subject's EEG of the training and validation splits, without labels (never a test
-    image's trials): what a method may pretrain on (BrainVis' ``pretrain_data = "all_subjects"``).
+    """EEG of the training and validation splits without labels (never a test image's trials), of
+    every subject or of one: what a method may pretrain on (BrainVis' ``pretrain_data = "all_subjects"``).
     ``load()`` -> ``(train [N, C, T], val [M, C, T])`` float16 (half the memory; cast per batch)."""
 
     description: dict
@@ -89,7 +89,7 @@ class FitContext:
     device: str = "cpu"
     work_dir: Path | None = None
     log: Callable[[str], None] = lambda msg: None
-    pretrain_pool: Callable[[], UnlabelledPool] | None = None  # None: the dataset offers none
+    pretrain_pool: Callable[..., UnlabelledPool] | None = None  # (subject=0: every subject) -> pool; None: the dataset offers none
     subject_splits: Callable[[], SubjectSplits] | None = None  # None: the dataset offers none
     image_cache: Path | None = None  # class-prompt images shared between trials (bench.methods.generation); None: none
     shared: SharedWork = field(default_factory=lambda: SharedWork(None))  # work shared between trials (no cache: recomputed)
