@@ -8,7 +8,9 @@ improvement; the test split never reaches here):
    "all_subjects"`` (the paper's protocol, the default): every subject's training trials (no
    labels; the epoch is chosen on every subject's validation trials, or fixed: ``pretrain_select``), never a test image's trials,
    computed once per dataset and seed and shared by all trials through the harness's cache;
-   ``"subject"``: the trial's own training trials;
+   ``"subject_unlabelled"``: the trial's subject's unlabelled training and validation trials, the
+   same at every training fraction (shared by the subject's trials); ``"subject"``: the trial's own
+   training trials at its fraction;
 3. time encoder supervised fine-tuning with a 40-way head;
 4. joint fine-tuning of both branches through the fusion classifier;
 5. alignment: the alignment network maps ``concat(features, logits)`` to the text encoder's token
@@ -47,7 +49,7 @@ from bench.data.eegcvpr40 import TrialSet
 from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, TimeEncoder, alignment_loss
 
 ABLATIONS = ("use_time", "use_freq", "pretrain", "finetune", "stage1", "stage2")
-PRETRAIN_DATA = ("all_subjects", "subject")
+PRETRAIN_DATA = ("all_subjects", "subject_unlabelled", "subject")
 FUSION_INIT = ("random", "heads")
 PRETRAIN_SELECT = ("val_loss", "last")
 ALIGN_SELECT = ("loss", "alignment")
@@ -127,7 +129,7 @@ class BrainVisConfig:
     freq_dropout: float = 0.0
     fusion_init: str = "random"  # "heads": the fusion classifier starts as the sum of the branches' trained heads (published: a new layer)
     freq_bin_embedding: bool = False  # a learned vector per frequency bin added to the LSTM input (published: none)
-    pretrain_data: str = "all_subjects"  # or "subject" (see the module docstring)
+    pretrain_data: str = "all_subjects"  # or "subject_unlabelled", "subject" (see the module docstring)
     branch_data: str = "subject"  # "all_subjects": the branches' supervised stages on every subject's training trials (official code)
     pretrain_signal_weight: float = 0.0  # an extra raw-signal (MAE) target in masked modeling (published: none)
     pretrain_select: str = "val_loss"  # the pretraining epoch kept: lowest validation pretext loss ("val_loss", early stopping
@@ -334,7 +336,8 @@ class BrainVis(Method):
                 rep = self._pretrain(enc, x_train, x_val, g, passes)
             return rep
 
-        pool = ctx.pretrain_pool() if cfg.pretrain_data == "all_subjects" and ctx.pretrain_pool is not None else None
+        pools = {"all_subjects": {}, "subject_unlabelled": {"subject": int(ctx.spec.subject)}}
+        pool = ctx.pretrain_pool(**pools[cfg.pretrain_data]) if cfg.pretrain_data in pools and ctx.pretrain_pool is not None else None
         if pool is None:
             rep = run(train.eeg, val.eeg, self.ctx.passes)
             return {**rep, "data": "subject", "n_train": len(train), "n_val": len(val)}
@@ -352,7 +355,7 @@ class BrainVis(Method):
         state, rep, here = ctx.shared.get(parts, compute)
         if not here:
             enc.load_state_dict(state)
-        return {**rep, "data": "all_subjects", "n_train": pool.n_train, "n_val": pool.n_val, "shared": "computed" if here else "loaded"}
+        return {**rep, "data": cfg.pretrain_data, "n_train": pool.n_train, "n_val": pool.n_val, "shared": "computed" if here else "loaded"}
 
     def _pretrain(self, enc: TimeEncoder, x_train: torch.Tensor, x_val: torch.Tensor, g: torch.Generator, passes: int = 1) -> dict:
         """Masked modeling on unlabelled EEG (``passes`` passes per epoch); keeps the epoch with the

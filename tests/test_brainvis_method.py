@@ -211,9 +211,10 @@ def test_shared_pretraining_does_not_depend_on_which_variant_ran_first(tmp_path)
 
     pool_x = _trials(48, 7).eeg.half()
     pool = UnlabelledPool({"pool": "test"}, 32, 16, lambda: (pool_x[:32], pool_x[32:]))
+    own = UnlabelledPool({"pool": "test", "subjects": [4]}, 24, 8, lambda: (pool_x[:24], pool_x[40:]))
 
     def fit(options: dict, cache) -> tuple[dict, torch.Tensor]:
-        ctx = replace(_ctx(options), pretrain_pool=lambda: pool, shared=SharedWork(cache))
+        ctx = replace(_ctx(options), pretrain_pool=lambda subject=0: {0: pool, 4: own}[subject], shared=SharedWork(cache))
         torch.manual_seed(0)  # as run_trial seeds every trial
         m = BrainVis()
         rep = m.fit(_trials(32, 1), _trials(16, 2), ctx)
@@ -227,3 +228,6 @@ def test_shared_pretraining_does_not_depend_on_which_variant_ran_first(tmp_path)
     torch.testing.assert_close(logits_after, logits_alone, rtol=0, atol=0)
     again, _ = fit({}, tmp_path / "a")
     assert again["pretrain"]["shared"] == "loaded" and again["pretrain"]["val_loss"] == full["pretrain"]["val_loss"]
+    # the subject's own unlabelled trials: its own pool, under its own key
+    mine, _ = fit({"pretrain_data": "subject_unlabelled"}, tmp_path / "a")
+    assert (mine["pretrain"]["data"], mine["pretrain"]["n_train"], mine["pretrain"]["shared"]) == ("subject_unlabelled", 24, "computed")

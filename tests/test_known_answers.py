@@ -39,9 +39,16 @@ def test_grid_syntax_for_variant_w_world_variants_and_checks():
     assert [t.variant for t in expand_trials(g, world=g.worlds[1])] == ["no_freq"]
     one_w = parse_grid({**base, "worlds": [{"scale": "smoke", "w": [0.5]}]})  # a world's w axis wins over the variants'
     assert sorted((t.variant, t.spec.w) for t in expand_trials(one_w, world=one_w.worlds[0])) == [("full", 0.5), ("no_freq", 0.5)]
+    # a world's fraction axis wins over the grid's; the same world may be listed twice (other variants, another fraction)
+    twice = parse_grid({**base, "axes": {"method": ["brainvis"], "fraction": [1.0]},
+                        "worlds": [{"scale": "smoke", "variants": ["full"]}, {"scale": "smoke", "variants": ["no_freq"], "fraction": [0.25, 0.1]}]})  # fmt: skip
+    assert {(t.variant, t.spec.fraction) for t in expand_trials(twice, world=twice.worlds[0])} == {("full", 1.0)}
+    assert [(t.variant, t.spec.fraction) for t in expand_trials(twice, world=twice.worlds[1])] == [("no_freq", 0.25), ("no_freq", 0.1)]
     bad = [
         ({**base, "worlds": [{"w": []}]}, "w must be a non-empty list"),
         ({**base, "worlds": [{"w": [1.5]}]}, "w must be a non-empty list"),
+        ({**base, "worlds": [{"fraction": [0]}]}, "fraction must be a non-empty list"),
+        ({**base, "worlds": [{"fraction": 0.5}]}, "fraction must be a non-empty list"),
         ({**base, "worlds": [{"effects": {"nope": 0}}]}, "unknown effect"),
         ({**base, "worlds": [{"variants": ["missing"]}]}, "variants must list"),
         ({**base, "variants": [{"name": "v", "w": [2.0]}]}, "w must be values"),

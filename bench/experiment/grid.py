@@ -25,7 +25,9 @@ A grid file::
     worlds = [{ scale = "mini" },             # optional: synthetic worlds to run on in turn (no --data)
               { scale = "mini", effects = { induced_class = 0 }, variants = ["full", "no_freq"], raw_file = false,
                 generate = false, w = [0.5] }]      # a world's generate overrides the grid's (here: classification only),
-                                                    # its w axis every variant's (w matters only where images are drawn)
+                                                    # its w axis every variant's (w matters only where images are drawn),
+                                                    # its fraction axis (fraction = [0.25]) the grid's; a world may be listed
+                                                    # more than once (e.g. with other variants at another fraction)
 
     [[checks]]                                # optional known-answer checks (bench.evaluation.known_answers)
     name = "frequency branch"
@@ -63,7 +65,7 @@ from bench.paths import GRIDS_DIR
 PROFILES = ("mini", "paper")
 NO_W = 0.5  # the w value trials of methods without a w axis get
 TOP_KEYS = {"description", "note", "profile", "axes", "variants", "worlds", "generate", "checks", "include", "options"}
-WORLD_KEYS = {"scale", "seed", "block_drift", "effects", "raw_file", "variants", "name", "generate", "w"}
+WORLD_KEYS = {"scale", "seed", "block_drift", "effects", "raw_file", "variants", "name", "generate", "w", "fraction"}
 AXIS_KEYS = {"method", "subject", "fraction", "w", "seed", "profile"}
 VARIANT_KEYS = {"name", "options", "methods", "w"}
 CHECK_KEYS = {"name", "effect", "a", "b", "metric", "expect", "null"}
@@ -122,6 +124,11 @@ class Grid:
         """The w axis of every variant on ``world`` (None: the variants' and the grid's own)."""
         w = (world or {}).get("w")
         return tuple(float(x) for x in w) if w is not None else None
+
+    def world_fractions(self, world: dict | None) -> tuple[float, ...]:
+        """The fraction axis on ``world`` (its own, else the grid's)."""
+        f = (world or {}).get("fraction")
+        return tuple(float(x) for x in f) if f is not None else tuple(self.fractions)
 
     def axes(self) -> dict[str, list]:
         return {
@@ -285,6 +292,9 @@ def parse_grid(data: dict, *, name: str = "grid", source: str = "<data>") -> Gri
         ww = w.get("w")
         if ww is not None and (not isinstance(ww, list) or not ww or any(isinstance(x, bool) or not isinstance(x, int | float) or not 0 <= x <= 1 for x in ww)):
             problems.append(f"worlds[{i}]: w must be a non-empty list of weights in [0, 1]")
+        wf = w.get("fraction")
+        if wf is not None and (not isinstance(wf, list) or not wf or any(not _is_num(x) or not 0 < x <= 1 for x in wf)):
+            problems.append(f"worlds[{i}]: fraction must be a non-empty list of fractions in (0, 1]")
         wv = w.get("variants")
         if wv is not None and (not isinstance(wv, list) or any(x not in seen for x in wv)):
             problems.append(f"worlds[{i}]: variants must list variants of the grid ({', '.join(sorted(seen)) or 'none defined'})")
@@ -470,7 +480,7 @@ def expand_trials(grid: Grid, *, uses_w: Callable[[str], bool] | None = None, wo
         variants = [v for v in grid.variants if v.applies_to(method)] or [None]
         if only is not None:
             variants = [v for v in variants if v is None or v.name in only]
-        fractions = list(dict.fromkeys(float(f) for f in grid.fractions)) if registry_uses_fraction(method) else [1.0]
+        fractions = list(dict.fromkeys(float(f) for f in grid.world_fractions(world))) if registry_uses_fraction(method) else [1.0]
         for variant in variants:
             axis = world_ws or (variant.ws if variant is not None and variant.ws else grid.ws)
             ws = list(dict.fromkeys(float(w) for w in axis)) if uses_w(method) else [NO_W]
