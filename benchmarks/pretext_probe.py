@@ -1,0 +1,115 @@
+"""Does a masked-modeling pretext teach BrainVis' time encoder anything a frozen linear reader can use?
+
+For one subject of a world, the mini profile's time encoder (decimated to 125 Hz, as the profile) is
+pretrained on the subject's unlabelled training and validation EEG (``--pool own``) or every
+subject's (``--pool all``) with one of the pretexts below, then frozen; a logistic regression (C
+chosen on the validation trials) reads the class from its features (``mean``: the pooled feature the
+method uses; ``flat``: every unit's output), trained on all or a quarter of the labelled training
+trials and scored on the test split. ``random`` is the same encoder untrained: a pretext that helps
+should beat it.
+
+- ``latent``: BrainVis' latent masked modeling (EMA targets, codeword CE), as published;
+- ``latent_sig``: the same plus a raw-signal target (``pretrain_signal_weight = 1``);
+- ``signal``: the raw-signal (MAE) target alone.
+
+Usage::
+
+    python benchmarks/pretext_probe.py WORLD_DIR [--pretexts random,latent,latent_sig,signal] [--epochs 30] [--pool own]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from bench.data.eegcvpr40 import EEG_FILE, DataConfig, load_release, load_split_data
+from bench.methods.signal import Decimate
+from bench.paths import PROFILES_DIR
+from brainvis.models.time_encoder import TimeEncoder
+
+PRETEXTS = {
+    "random": None,
+    "latent": {},
+    "latent_sig": {"signal_weight": 1.0},
+    "signal": {"signal_weight": 1.0, "mse_weight": 0.0, "ce_weight": 0.0},
+}
+ENCODER_KEYS = ("patch_size", "d_model", "n_layers", "n_heads", "d_ffn", "dropout", "mask_ratio", "momentum", "n_regressor_layers", "n_codewords")
+
+
+def linear_probe(f: dict[str, np.ndarray], y: dict[str, np.ndarray], fraction: float) -> float:
+    """Test accuracy of a logistic regression on ``fraction`` of each class's training trials (C on validation)."""
+    rng = np.random.default_rng(0)
+    keep = np.concatenate([rng.permutation(np.flatnonzero(y["train"] == c))[: max(1, round(fraction * (y["train"] == c).sum()))] for c in np.unique(y["train"])])
+    scale = StandardScaler().fit(f["train"][keep])
+    best = (-1.0, None)
+    for c in (0.001, 0.01, 0.1, 1.0):
+        model = LogisticRegression(C=c, max_iter=300).fit(scale.transform(f["train"][keep]), y["train"][keep])
+        acc = model.score(scale.transform(f["val"]), y["val"])
+        if acc > best[0]:
+            best = (acc, model)
+    return float(best[1].score(scale.transform(f["test"]), y["test"]))
+
+
+def features(enc: TimeEncoder, x: torch.Tensor, how: str) -> np.ndarray:
+    enc.eval()
+    with torch.no_grad():
+        out = torch.cat([enc.backbone.encode(x[i : i + 256]) for i in range(0, len(x), 256)])
+    return (out.mean(1) if how == "mean" else out.flatten(1)).numpy()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("world", type=Path)
+    ap.add_argument("--subject", type=int, default=4)
+    ap.add_argument("--pretexts", default=",".join(PRETEXTS))
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--pool", choices=("own", "all"), default="own")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    profile = tomllib.loads((PROFILES_DIR / "mini.toml").read_text())["brainvis"]
+    release = load_release(args.world / EEG_FILE, check_finite=False)
+    prep = Decimate(profile["decimate"])
+
+    def split(s: int):
+        return load_split_data(DataConfig(root=str(args.world), subject=s), release=release)
+
+    d = split(args.subject)
+    x = {k: prep.in_batches(getattr(d, k).eeg.float()) for k in ("train", "val", "test")}
+    y = {k: getattr(d, k).label.numpy() for k in ("train", "val", "test")}
+    subjects = [args.subject] if args.pool == "own" else release.subjects
+    pool = torch.cat([x[k] if s == args.subject else prep.in_batches(getattr(split(s), k).eeg.float()) for s in subjects for k in ("train", "val")])
+    print(f"subject {args.subject}: {len(pool)} unlabelled trials ({args.pool}); reader trained on all / a quarter of {len(y['train'])} labelled", flush=True)
+    cfg = {k: profile[k] for k in ENCODER_KEYS} | {"n_chans": x["train"].shape[1], "n_times": x["train"].shape[2]}
+    for name in args.pretexts.split(","):
+        t = time.perf_counter()
+        torch.manual_seed(0)
+        g = torch.Generator().manual_seed(0)
+        enc = TimeEncoder(**cfg, **(PRETEXTS[name] or {}))
+        if PRETEXTS[name] is not None:
+            params = [p for n, p in enc.named_parameters() if not n.startswith(("ema_backbone", "head"))]
+            opt = torch.optim.AdamW(params, lr=profile["pretrain_lr"], weight_decay=profile["weight_decay"])
+            for _ in range(args.epochs):
+                enc.train()
+                order = torch.randperm(len(pool), generator=g)
+                for i in range(0, len(pool), profile["batch_size"]):
+                    loss = enc.pretrain_loss(pool[order[i : i + profile["batch_size"]]], generator=g)["loss"]
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    enc.update_ema()
+        with threadpool_limits(1):
+            row = {how: [linear_probe({k: features(enc, x[k], how) for k in x}, y, f) for f in (1.0, 0.25)] for how in ("mean", "flat")}
+        cells = "  ".join(f"{how}: {a:.3f} / {b:.3f}" for how, (a, b) in row.items())
+        print(f"{name:11s} test top-1 (all / a quarter of the labels)  {cells}  ({time.perf_counter() - t:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
