@@ -98,7 +98,6 @@ DEFAULTS: dict[str, Any] = {
     "decimate": 1,
 }
 
-PRETRAIN_DATA = ("subject", "subject_unlabelled", "all_subjects")
 PRETRAIN_VERSION = "1"  # bump when the shared pretraining's output changes
 # What the shared pretraining depends on (besides data, seed and starting weights).
 PRETRAIN_KEYS = ("patch_size", "d_model", "n_layers", "n_heads", "mlp_ratio", "dec_dim", "dec_layers", "dec_heads", "mask_ratio", "dropout",
@@ -258,8 +257,6 @@ class DreamDiffusion(Method):
         The stage draws from its own random streams (batches, masks; global RNG forked), so a trial
         gets the same result whether it computed the shared pretraining or loaded it."""
         cfg, ctx = self.cfg, self.ctx
-        if cfg["pretrain_data"] not in PRETRAIN_DATA:
-            raise ValueError(f"dreamdiffusion: pretrain_data must be one of {', '.join(PRETRAIN_DATA)}; got {cfg['pretrain_data']!r}")
         seed = int(np.random.SeedSequence([int(ctx.spec.seed), 0xDD, 1]).generate_state(1)[0])
 
         def run(x_train: torch.Tensor, x_val: torch.Tensor, passes: int) -> dict:
@@ -267,8 +264,7 @@ class DreamDiffusion(Method):
                 torch.manual_seed(seed % (2**31))
                 return self._pretrain(x_train, x_val, torch.Generator().manual_seed(seed), passes)
 
-        pools = {"all_subjects": {}, "subject_unlabelled": {"subject": int(ctx.spec.subject)}}
-        pool = ctx.pretrain_pool(**pools[cfg["pretrain_data"]]) if cfg["pretrain_data"] in pools and ctx.pretrain_pool is not None else None
+        pool = ctx.pretraining_pool(cfg["pretrain_data"])
         if pool is None:
             return {**run(train.eeg, val.eeg, ctx.passes), "data": "subject", "n_train": len(train), "n_val": len(val)}
         parts = {

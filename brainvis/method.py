@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.methods.base import FitContext, Method, Predictions, StageClock, register_method
+from bench.methods.base import PRETRAIN_DATA, FitContext, Method, Predictions, StageClock, register_method
 from bench.methods.signal import Decimate
 from bench.methods.training import accuracy as _accuracy
 from bench.methods.training import batches as _batches
@@ -49,7 +49,6 @@ from bench.data.eegcvpr40 import TrialSet
 from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, TimeEncoder, alignment_loss
 
 ABLATIONS = ("use_time", "use_freq", "pretrain", "finetune", "stage1", "stage2")
-PRETRAIN_DATA = ("all_subjects", "subject_unlabelled", "subject")
 FUSION_INIT = ("random", "heads")
 PRETRAIN_SELECT = ("val_loss", "last")
 ALIGN_SELECT = ("loss", "alignment")
@@ -336,8 +335,7 @@ class BrainVis(Method):
                 rep = self._pretrain(enc, x_train, x_val, g, passes)
             return rep
 
-        pools = {"all_subjects": {}, "subject_unlabelled": {"subject": int(ctx.spec.subject)}}
-        pool = ctx.pretrain_pool(**pools[cfg.pretrain_data]) if cfg.pretrain_data in pools and ctx.pretrain_pool is not None else None
+        pool = ctx.pretraining_pool(cfg.pretrain_data)
         if pool is None:
             rep = run(train.eeg, val.eeg, self.ctx.passes)
             return {**rep, "data": "subject", "n_train": len(train), "n_val": len(val)}

@@ -40,6 +40,11 @@ class TrialSpec:
         return dict(self.options).get(name, default)
 
 
+# What a method may pretrain on (its ``pretrain_data`` option): every subject's unlabelled training and
+# validation EEG, the trial's subject's (the same at every fraction), or the trial's own training EEG.
+PRETRAIN_DATA = ("all_subjects", "subject_unlabelled", "subject")
+
+
 @dataclass
 class UnlabelledPool:
     """EEG of the training and validation splits without labels (never a test image's trials), of
@@ -98,6 +103,15 @@ class FitContext:
     def passes(self) -> int:
         """Passes over the training trials per epoch at this trial's fraction (``training.passes_per_epoch``)."""
         return passes_per_epoch(self.spec.fraction)
+
+    def pretraining_pool(self, pretrain_data: str) -> UnlabelledPool | None:
+        """The unlabelled pool ``pretrain_data`` (:data:`PRETRAIN_DATA`) names; None for ``"subject"``
+        (the trial's own training EEG) or where the dataset offers no pool."""
+        if pretrain_data not in PRETRAIN_DATA:
+            raise ValueError(f"pretrain_data must be one of {', '.join(PRETRAIN_DATA)}; got {pretrain_data!r}")
+        if pretrain_data == "subject" or self.pretrain_pool is None:
+            return None
+        return self.pretrain_pool() if pretrain_data == "all_subjects" else self.pretrain_pool(subject=int(self.spec.subject))
 
 
 @dataclass
