@@ -50,7 +50,7 @@ PRETEXTS = {
     "latent_sig": {"signal_weight": 1.0},
     "signal": {"signal_weight": 1.0, "mse_weight": 0.0, "ce_weight": 0.0},
 }
-ENCODER_KEYS = ("patch_size", "d_model", "n_layers", "n_heads", "d_ffn", "dropout", "mask_ratio", "momentum", "n_regressor_layers", "n_codewords")
+ENCODER_KEYS = ("patch_size", "d_model", "n_layers", "n_heads", "d_ffn", "dropout", "mask_ratio", "momentum", "n_regressor_layers", "n_codewords", "rezero")
 
 
 def first_of_each_class(y: np.ndarray, fraction: float) -> np.ndarray:
@@ -123,9 +123,11 @@ def main() -> None:
     ap.add_argument("--fractions", default="1,0.25", help="finetune: label fractions (comma-separated)")
     ap.add_argument("--seeds", default="0", help="finetune: seeds (pretraining and fine-tuning), comma-separated")
     ap.add_argument("--keep", default="", help="finetune: keep only these pretrained parts (name prefixes joined by +)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a [brainvis] profile field (TOML value), repeatable")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    profile = tomllib.loads((PROFILES_DIR / "mini.toml").read_text())["brainvis"]
+    profile = {"rezero": False} | tomllib.loads((PROFILES_DIR / "mini.toml").read_text())["brainvis"]
+    profile |= tomllib.loads("\n".join(args.set))
     release = load_release(args.world / EEG_FILE, check_finite=False)
     prep = Decimate(profile["decimate"])
 
