@@ -105,6 +105,16 @@ def finetune_accuracy(enc: TimeEncoder, x: dict[str, torch.Tensor], y: dict[str,
         return float((enc.classify(x["test"]).argmax(1) == y["test"]).float().mean())
 
 
+def embedding_stats(enc: TimeEncoder, x: torch.Tensor) -> tuple[float, float]:
+    """Effective rank (exp entropy of the covariance spectrum) and mean spread of the patch
+    embedding's outputs over every unit of ``x``: a pretext that collapses the embedding lowers the first."""
+    with torch.no_grad():
+        units = enc.backbone.embed(x).reshape(-1, enc.d_model)
+    ev = torch.linalg.eigvalsh(torch.cov(units.T)).clamp_min(1e-12)
+    q = ev / ev.sum()
+    return float(torch.exp(-(q * q.log()).sum())), float(units.std(0).mean())
+
+
 def features(enc: TimeEncoder, x: torch.Tensor, how: str) -> np.ndarray:
     enc.eval()
     with torch.no_grad():
@@ -157,11 +167,14 @@ def main() -> None:
                 if args.keep:
                     start = {k: v if k.startswith(tuple(args.keep.split("+"))) else fresh[k] for k, v in start.items()}
                 start = copy.deepcopy(start)
+                enc.load_state_dict(start)
+                erank, spread = embedding_stats(enc, x["train"])
                 for f in fractions:
                     enc.load_state_dict(start)
                     row[f].append(finetune_accuracy(enc, x, y, f, profile, seed))
             cells = "  ".join(f"{f:g}: {np.mean(a):.3f} {[round(v, 3) for v in a]}" for f, a in row.items())
             print(f"{name:11s} fine-tuned test top-1 by label fraction (mean [per seed])  {cells}  ({time.perf_counter() - t:.0f} s)", flush=True)
+            print(f"{'':11s} patch embedding before fine-tuning (last seed): effective rank {erank:.1f}, spread {spread:.2f}", flush=True)
         return
     for name in args.pretexts.split(","):
         t = time.perf_counter()
@@ -173,7 +186,8 @@ def main() -> None:
         with threadpool_limits(1):
             row = {how: [linear_probe({k: features(enc, x[k], how) for k in x}, y, f) for f in (1.0, 0.25)] for how in ("mean", "flat")}
         cells = "  ".join(f"{how}: {a:.3f} / {b:.3f}" for how, (a, b) in row.items())
-        print(f"{name:11s} test top-1 (all / a quarter of the labels)  {cells}  ({time.perf_counter() - t:.0f} s)", flush=True)
+        erank, spread = embedding_stats(enc, x["train"])
+        print(f"{name:11s} test top-1 (all / a quarter of the labels)  {cells}  patch embedding: effective rank {erank:.1f}, spread {spread:.2f}  ({time.perf_counter() - t:.0f} s)", flush=True)
 
 if __name__ == "__main__":
     main()
