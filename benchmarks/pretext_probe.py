@@ -15,7 +15,7 @@ should beat it.
 ``--readout finetune`` reads the class the way the method does instead: the pretrained encoder (or,
 with ``--keep backbone.patch``, only the listed parts of it; the rest as initialised) is fine-tuned
 with the profile's time-encoder fine-tuning (mean-pooled head, learning rate, budget, patience,
-floor) on the first ``--fractions`` of each class's training trials, once per ``--seeds`` seed
+floor) on a fixed random ``--fractions`` share of each class's training trials, once per ``--seeds`` seed
 (pretraining included), and scored on the test split.
 
 Usage::
@@ -53,7 +53,7 @@ PRETEXTS = {
 ENCODER_KEYS = ("patch_size", "d_model", "n_layers", "n_heads", "d_ffn", "dropout", "mask_ratio", "momentum", "n_regressor_layers", "n_codewords", "rezero")
 
 
-def first_of_each_class(y: np.ndarray, fraction: float) -> np.ndarray:
+def class_share(y: np.ndarray, fraction: float) -> np.ndarray:
     """A fixed random ``fraction`` of each class's trials (at least one), sorted."""
     rng = np.random.default_rng(0)
     return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[: max(1, round(fraction * (y == c).sum()))] for c in np.unique(y)]))
@@ -61,7 +61,7 @@ def first_of_each_class(y: np.ndarray, fraction: float) -> np.ndarray:
 
 def linear_probe(f: dict[str, np.ndarray], y: dict[str, np.ndarray], fraction: float) -> float:
     """Test accuracy of a logistic regression on ``fraction`` of each class's training trials (C on validation)."""
-    keep = first_of_each_class(y["train"], fraction)
+    keep = class_share(y["train"], fraction)
     scale = StandardScaler().fit(f["train"][keep])
     best = (-1.0, None)
     for c in (0.001, 0.01, 0.1, 1.0):
@@ -89,7 +89,7 @@ def pretrain(enc: TimeEncoder, pool: torch.Tensor, profile: dict, epochs: int, g
 
 def finetune_accuracy(enc: TimeEncoder, x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], fraction: float, profile: dict, seed: int) -> float:
     """Test top-1 of ``enc`` fine-tuned as the method fine-tunes its time encoder, on ``fraction`` of the labels."""
-    keep = torch.as_tensor(first_of_each_class(y["train"].numpy(), fraction))
+    keep = torch.as_tensor(class_share(y["train"].numpy(), fraction))
 
     def trials(eeg: torch.Tensor, label: torch.Tensor) -> TrialSet:
         n = len(label)
@@ -188,6 +188,7 @@ def main() -> None:
         cells = "  ".join(f"{how}: {a:.3f} / {b:.3f}" for how, (a, b) in row.items())
         erank, spread = embedding_stats(enc, x["train"])
         print(f"{name:11s} test top-1 (all / a quarter of the labels)  {cells}  patch embedding: effective rank {erank:.1f}, spread {spread:.2f}  ({time.perf_counter() - t:.0f} s)", flush=True)
+
 
 if __name__ == "__main__":
     main()
