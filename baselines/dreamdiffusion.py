@@ -57,7 +57,7 @@ from baselines.common import batched, n_params, resolve_config
 from bench.methods.signal import Decimate
 from bench.methods.base import FitContext, Method, Predictions, StageClock, register_method
 from bench.methods.training import batches as _batches
-from bench.methods.training import stage_report, state_digest
+from bench.methods.training import improves, stage_report, state_digest
 from bench.data.eegcvpr40 import TrialSet, image_path
 
 DEFAULTS: dict[str, Any] = {
@@ -306,7 +306,7 @@ class DreamDiffusion(Method):
                 vloss = sum(float(mae.mae_loss(c.float(), generator=vg)) * len(c) for c in chunks) / len(x_val)
             ran = epoch + 1
             curve.append(round(vloss, 5))
-            if vloss < best[0] * (1.0 - cfg["pretrain_min_delta"]):  # a smaller relative improvement does not count
+            if improves(vloss, best[0], cfg["pretrain_min_delta"]):  # a smaller relative improvement does not count
                 best = (vloss, epoch + 1, copy.deepcopy(mae.state_dict()))
             elif cfg["patience"] and epoch + 1 - best[1] >= cfg["patience"]:
                 break

@@ -44,7 +44,7 @@ from bench.methods.base import PRETRAIN_DATA, FitContext, Method, Predictions, S
 from bench.methods.signal import Decimate
 from bench.methods.training import accuracy as _accuracy
 from bench.methods.training import batches as _batches
-from bench.methods.training import stage_report, state_digest, train_classifier
+from bench.methods.training import improves, stage_report, state_digest, train_classifier
 from bench.data.eegcvpr40 import TrialSet
 from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, TimeEncoder, alignment_loss
 
@@ -60,7 +60,7 @@ LATER_STAGE_FIELDS = ("joint_", "align_", "use_mse", "fusion_init", "stage1", "s
 # What the shared pretraining depends on (besides data and seed): the time encoder and its pretraining.
 PRETRAIN_FIELDS = ("d_model", "n_layers", "n_heads", "d_ffn", "dropout", "patch_size", "mask_ratio", "momentum",
                    "n_regressor_layers", "n_codewords", "batch_size", "pretrain_epochs", "pretrain_lr", "weight_decay", "patience",
-                   "pretrain_signal_weight", "pretrain_select", "rezero", "decimate")  # fmt: skip
+                   "pretrain_signal_weight", "pretrain_latent", "pretrain_select", "pretrain_min_delta", "rezero", "decimate")  # fmt: skip
 
 
 def stage_generator(seed: int, stage: int) -> torch.Generator:
@@ -131,9 +131,12 @@ class BrainVisConfig:
     pretrain_data: str = "all_subjects"  # or "subject_unlabelled", "subject" (see the module docstring)
     branch_data: str = "subject"  # "all_subjects": the branches' supervised stages on every subject's training trials (official code)
     pretrain_signal_weight: float = 0.0  # an extra raw-signal (MAE) target in masked modeling (published: none)
+    pretrain_latent: bool = True  # the latent targets (EMA representations, codewords; published). False: the raw-signal target alone
     pretrain_select: str = "val_loss"  # the pretraining epoch kept: lowest validation pretext loss ("val_loss", early stopping
     # with ``patience``), or the budget's "last" (the official code's fixed checkpoint): the latent targets come from the
     # EMA encoder, which moves, so the pretext loss is no fixed yardstick and rises as the targets grow richer
+    pretrain_min_delta: float = 0.0  # with "val_loss": an epoch counts as an improvement only when it lowers the best validation pretext
+    # loss by this fraction of it (0: any decrease); a masked autoencoder's loss keeps creeping down long after it has converged
     rezero: bool = False  # ReZero encoder layers (residual gates start at 0), as the official classes
     patience: int = 0  # early stopping of every stage after this many epochs without improvement (0: off)
     finetune_min_epochs: int = 0  # the time encoder's fine-tuning never stops early before this epoch (0: no floor)
@@ -167,6 +170,10 @@ class BrainVisConfig:
             raise ValueError(f"branch_data must be one of {', '.join(BRANCH_DATA)}; got {cfg.branch_data!r}")
         if cfg.pretrain_select not in PRETRAIN_SELECT:
             raise ValueError(f"pretrain_select must be one of {', '.join(PRETRAIN_SELECT)}; got {cfg.pretrain_select!r}")
+        if cfg.pretrain and cfg.use_time and not cfg.pretrain_latent and cfg.pretrain_signal_weight <= 0:
+            raise ValueError("pretrain_latent = false needs pretrain_signal_weight > 0 (the pretext's only target)")
+        if not 0.0 <= cfg.pretrain_min_delta < 1.0:
+            raise ValueError(f"pretrain_min_delta must be in [0, 1), got {cfg.pretrain_min_delta!r}")
         if cfg.pretrain_data not in PRETRAIN_DATA:
             raise ValueError(f"pretrain_data must be one of {', '.join(PRETRAIN_DATA)}; got {cfg.pretrain_data!r}")
         return cfg
@@ -191,7 +198,7 @@ def build_branches(cfg: BrainVisConfig, *, n_chans: int = 128, n_times: int = 44
             n_chans=n_chans, n_times=n_times, patch_size=cfg.patch_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
             n_heads=cfg.n_heads, d_ffn=cfg.d_ffn, dropout=cfg.dropout, mask_ratio=cfg.mask_ratio, momentum=cfg.momentum,
             n_regressor_layers=cfg.n_regressor_layers, n_codewords=cfg.n_codewords, n_outputs=n_classes, pretraining=cfg.pretrain,
-            signal_weight=cfg.pretrain_signal_weight, rezero=cfg.rezero,
+            signal_weight=cfg.pretrain_signal_weight, rezero=cfg.rezero, **({} if cfg.pretrain_latent else {"mse_weight": 0.0, "ce_weight": 0.0}),
             )  # fmt: skip
     return freq, time_enc
 
@@ -383,7 +390,7 @@ class BrainVis(Method):
             curve.append(round(vloss, 5))
             if keep_last:
                 continue
-            if vloss < best[0]:
+            if improves(vloss, best[0], cfg.pretrain_min_delta):
                 best = (vloss, epoch + 1, copy.deepcopy(enc.state_dict()))
             elif cfg.patience_or_none is not None and epoch + 1 - best[1] >= cfg.patience:
                 break

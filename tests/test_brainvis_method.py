@@ -231,3 +231,22 @@ def test_shared_pretraining_does_not_depend_on_which_variant_ran_first(tmp_path)
     # the subject's own unlabelled trials: its own pool, under its own key
     mine, _ = fit({"pretrain_data": "subject_unlabelled"}, tmp_path / "a")
     assert (mine["pretrain"]["data"], mine["pretrain"]["n_train"], mine["pretrain"]["shared"]) == ("subject_unlabelled", 24, "computed")
+
+
+def test_masked_autoencoder_pretext_options():
+    """``pretrain_latent = false`` builds a time encoder without latent targets (a masked autoencoder)
+    and needs the raw-signal target; ``pretrain_min_delta`` is a fraction; the improvement rule is
+    the relative one both BrainVis and DreamDiffusion use."""
+    from bench.methods.training import improves
+
+    cfg = BrainVisConfig.from_profile({"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ffn": 32, "n_codewords": 8, "patch_size": 4},
+                                      {"pretrain_latent": False, "pretrain_signal_weight": 1.0, "use_freq": False})  # fmt: skip
+    _, enc = build_branches(cfg, n_chans=8, n_times=40)
+    assert enc.mse_weight == 0 and enc.ce_weight == 0 and enc.signal_decoder is not None
+    assert set(enc.pretrain_loss(torch.randn(2, 8, 40))) == {"loss", "signal"}
+    with pytest.raises(ValueError, match="pretrain_signal_weight > 0"):
+        BrainVisConfig.from_profile({}, {"pretrain_latent": False})
+    BrainVisConfig.from_profile({}, {"pretrain_latent": False, "pretrain": False})  # no pretraining: nothing to check
+    with pytest.raises(ValueError, match="pretrain_min_delta"):
+        BrainVisConfig.from_profile({}, {"pretrain_min_delta": 1.0})
+    assert improves(0.98, 1.0, 0.01) and not improves(0.995, 1.0, 0.01) and improves(0.999, 1.0)

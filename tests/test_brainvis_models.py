@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, FusionClassifier, TimeEncoder, alignment_loss
 
@@ -179,6 +180,31 @@ def test_pretrain_loss_decreases(variant):
         losses.append(out["loss"].item())
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.9 * losses[0]
+
+
+def test_signal_only_pretext_is_a_masked_autoencoder():
+    """Latent weights 0: the loss is the raw-signal MSE of the masked patches alone, checked against the
+    patches cut by hand; the EMA targets are not read; no target at all is refused."""
+    torch.manual_seed(0)
+    enc = TimeEncoder(**SMALL_TIME, dropout=0.0, mse_weight=0.0, ce_weight=0.0, signal_weight=1.0)
+    x = torch.randn(3, 128, 440, generator=torch.Generator().manual_seed(1))
+    for p in enc.ema_backbone.parameters():
+        p.data.fill_(float("nan"))  # a latent target would turn the loss into nan
+    out = enc.pretrain_loss(x, generator=torch.Generator().manual_seed(2))
+    assert set(out) == {"loss", "signal"} and torch.isfinite(out["loss"])
+    # the same masks and predictions, by hand
+    _, masked = enc.random_masking(3, generator=torch.Generator().manual_seed(2))
+    units = enc.backbone.embed(x) + enc.backbone.pos
+    visible = torch.stack([torch.tensor(sorted(set(range(enc.n_units)) - set(m.tolist()))) for m in masked])
+    memory = enc.backbone.encoder(torch.stack([units[b, visible[b]] for b in range(3)]))
+    predicted = enc.mask_token + enc.backbone.pos[0, masked]
+    for block in enc.regressor:
+        predicted = block(predicted, memory)
+    p = enc.patch_size
+    target = torch.stack([torch.stack([x[b, :, u * p : (u + 1) * p].reshape(-1) for u in masked[b].tolist()]) for b in range(3)])
+    torch.testing.assert_close(out["loss"], F.mse_loss(enc.signal_decoder(predicted), target))
+    with pytest.raises(ValueError, match="needs a target"):
+        TimeEncoder(**SMALL_TIME, mse_weight=0.0, ce_weight=0.0)
 
 
 def test_pretraining_parts_optional(eeg):

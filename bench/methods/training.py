@@ -49,6 +49,12 @@ def eval_logits(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, bat
     return torch.cat([fn(x[i : i + batch].float()) for i in range(0, len(x), batch)])
 
 
+def improves(loss: float, best: float, min_delta: float = 0.0) -> bool:
+    """Early stopping's test on a validation loss: does ``loss`` beat ``best`` by at least the relative
+    ``min_delta`` (0: any decrease)?"""
+    return loss < best * (1.0 - min_delta)
+
+
 def stage_report(best_value: float, best_epoch: int, epochs_run: int, epochs: int, key: str = "val_top1") -> dict:
     """A stage's selection report: best validation value and epoch, epochs run, budget, and whether
     the best epoch was the last one run (a sign that the budget is too short)."""

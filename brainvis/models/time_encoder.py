@@ -123,7 +123,8 @@ class TimeEncoder(nn.Module):
     momentum : EMA momentum of the target copy (0.99): ``ema = m * ema + (1 - m) * online``.
     n_regressor_layers : cross-attention layers of the regressor (4); FFN ``d_ffn``, same dropout.
     n_codewords : codebook size (660).
-    mse_weight, ce_weight, label_smoothing : pretraining loss weights (4, 2) and CE smoothing (0.2).
+    mse_weight, ce_weight, label_smoothing : pretraining loss weights (4, 2) and CE smoothing (0.2);
+        both 0 (with ``signal_weight > 0``): no latent targets, a plain masked autoencoder.
     gumbel : codeword ids as argmax of Gumbel-perturbed codebook logits (= argmax of
         ``F.gumbel_softmax``, any temperature); ``False``: plain argmax.
     target_input, codeword_source, tie_codebook : see the module docstring.
@@ -202,6 +203,8 @@ class TimeEncoder(nn.Module):
             )
             self.codebook = nn.Linear(d_model, n_codewords)
             self.codeword_head = None if tie_codebook else nn.Linear(d_model, n_codewords)
+            if mse_weight <= 0 and ce_weight <= 0 and signal_weight <= 0:
+                raise ValueError("pretraining needs a target: mse_weight, ce_weight or signal_weight > 0")
             self.signal_weight = float(signal_weight)
             self.signal_decoder = nn.Linear(d_model, n_chans * patch_size) if signal_weight > 0 else None
 
@@ -256,7 +259,8 @@ class TimeEncoder(nn.Module):
         return logits.argmax(dim=-1)
 
     def pretrain_loss(self, x: Tensor, *, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Latent masked modeling loss on EEG ``[B, n_chans, n_times]``: ``dict(loss, mse, ce)`` (scalars).
+        """Masked modeling loss on EEG ``[B, n_chans, n_times]``: ``dict(loss, mse, ce[, signal])`` (scalars);
+        with both latent weights 0, the raw-signal target alone: ``dict(loss, signal)``.
 
         ``generator`` seeds the mask and the Gumbel noise (global RNG when ``None``).
         """
@@ -273,24 +277,27 @@ class TimeEncoder(nn.Module):
         for block in self.regressor:
             predicted = block(predicted, rep_visible)
 
-        with torch.no_grad():
-            ema = self.ema_backbone
-            if self.target_input == "full":
-                target = _take_units(ema.encode(x), masked_idx)
-            else:
-                ema_units = ema.embed(x) + ema.pos
-                target = ema.encoder(_take_units(ema_units, masked_idx))
-            source = target if self.codeword_source == "target" else _take_units(units, masked_idx)
-            ids = self.codeword_ids(source, generator=generator)  # [B, M]
+        loss = predicted.new_zeros(())
+        out: dict[str, Tensor] = {}
+        if self.mse_weight > 0 or self.ce_weight > 0:  # the latent targets (off: a plain masked autoencoder)
+            with torch.no_grad():
+                ema = self.ema_backbone
+                if self.target_input == "full":
+                    target = _take_units(ema.encode(x), masked_idx)
+                else:
+                    ema_units = ema.embed(x) + ema.pos
+                    target = ema.encoder(_take_units(ema_units, masked_idx))
+                source = target if self.codeword_source == "target" else _take_units(units, masked_idx)
+                ids = self.codeword_ids(source, generator=generator)  # [B, M]
 
-        head = self.codebook if self.codeword_head is None else self.codeword_head
-        logits = head(predicted)
-        mse = F.mse_loss(predicted, target)
-        ce = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), ids.reshape(-1), label_smoothing=self.label_smoothing
-        )
-        loss = self.mse_weight * mse + self.ce_weight * ce
-        out = {"mse": mse.detach(), "ce": ce.detach()}
+            head = self.codebook if self.codeword_head is None else self.codeword_head
+            logits = head(predicted)
+            mse = F.mse_loss(predicted, target)
+            ce = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), ids.reshape(-1), label_smoothing=self.label_smoothing
+            )
+            loss = self.mse_weight * mse + self.ce_weight * ce
+            out = {"mse": mse.detach(), "ce": ce.detach()}
         if self.signal_decoder is not None:
             n, p = self.n_units, self.patch_size
             patches = x[:, :, : n * p].reshape(batch, self.n_chans, n, p).permute(0, 2, 1, 3).reshape(batch, n, self.n_chans * p)
