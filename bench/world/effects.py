@@ -69,8 +69,8 @@ EFFECTS: dict[str, Effect] = {
         Effect(
             "shared", 0.8, "share of the codes and source layout common to all subjects",
             "branches trained on every subject's trials; pretraining on every subject's unlabelled EEG",
-            "brainvis [all_subjects] - brainvis [full] and brainvis [full] - brainvis [own_pretrain], top-1",
-            "planted: branches trained on all subjects, and pretraining on all subjects' unlabelled EEG rather than the subject's own, raise top-1; null (nothing shared): no gain from either",
+            "brainvis [all_subjects] - brainvis [full] and brainvis [full] - brainvis [no_pretrain], top-1",
+            "planted: branches trained on all subjects, and pretraining on all subjects, raise top-1; null (nothing shared): no gain from pooled branches, no change from pretraining",
         ),
         Effect(
             "block_drift", 0.0, "class-block presentation with block-specific DC offsets and band-power gains",
