@@ -30,6 +30,7 @@ import argparse
 import copy
 import time
 import tomllib
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ from bench.data.eegcvpr40 import EEG_FILE, DataConfig, TrialSet, load_release, l
 from bench.methods.signal import Decimate
 from bench.methods.training import train_classifier
 from bench.paths import PROFILES_DIR
+from brainvis.method import BrainVisConfig
 from brainvis.models.time_encoder import TimeEncoder
 
 PRETEXTS = {
@@ -136,7 +138,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a [brainvis] profile field (TOML value), repeatable")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    profile = {"rezero": False} | tomllib.loads((PROFILES_DIR / "mini.toml").read_text())["brainvis"]
+    profile = asdict(BrainVisConfig()) | tomllib.loads((PROFILES_DIR / "mini.toml").read_text())["brainvis"]  # the method's defaults under the profile
     profile |= tomllib.loads("\n".join(args.set))
     release = load_release(args.world / EEG_FILE, check_finite=False)
     prep = Decimate(profile["decimate"])
