@@ -131,6 +131,18 @@ def test_verdicts_follow_the_rule():
         (res,) = check_results(recs, g2)
         assert res["verdict"] == verdict and res["null_expect"] == "no_gain", (verdict, res)
     assert "(expected: no gain)" in markdown([res])
+
+    # null = "gain": the effect does not need the switched-off one, so the null world shows the same gain
+    g3 = parse_grid({"axes": {"method": ["brainvis"]},
+                     "variants": [{"name": "full"}, {"name": "no_freq", "options": {"use_freq": False}}],
+                     "worlds": [{"scale": "smoke"}, {"scale": "smoke", "effects": {"induced_class": 0}}],
+                     "checks": [{"effect": "induced_class", "a": {"variant": "full"}, "b": {"variant": "no_freq"}, "metric": "top1", "null": "gain"}]})  # fmt: skip
+    for planted_b, null_b, verdict in ((worse, worse, "recovered"), (worse, same, "not recovered: no gain on the null world"),
+                                       (worse, better, "not recovered: no gain on the null world"), (same, worse, "not recovered: no effect where planted")):  # fmt: skip
+        recs = [_records(planted, "full", 0.5, full), _records(planted, "no_freq", 0.5, planted_b), _records(null, "full", 0.5, full), _records(null, "no_freq", 0.5, null_b)]
+        (res,) = check_results(recs, g3)
+        assert res["verdict"] == verdict and res["null_expect"] == "gain", (verdict, res)
+    assert "(expected: the same gain)" in markdown([res])
     with pytest.raises(UserError, match="null must be one of"):
         parse_grid({"axes": {"method": ["brainvis"]}, "checks": [{"effect": "shared", "a": {}, "b": {}, "metric": "top1", "null": "maybe"}]})
 

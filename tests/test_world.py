@@ -83,7 +83,8 @@ def test_smoke_probe_report(smoke_world):
     assert saved["probe"] == report["probe"]
     probe = report["probe"]
     assert probe["chance"] == pytest.approx(1 / 40)
-    assert set(probe) >= {"class_accuracy", "induced_accuracy", "cross_subject_accuracy", "attribute_accuracy", "drift_accuracy", "chance", "per_subject"}
+    assert set(probe) >= {"class_accuracy", "induced_accuracy", "cross_subject_accuracy", "attribute_accuracy", "drift_accuracy", "chance", "per_subject",
+                          "unlabelled_own_accuracy", "unlabelled_pooled_accuracy"}  # fmt: skip
     assert set(probe["per_subject"]) == {"1", "2", "3"}
     assert probe["class_accuracy"] > 3 * probe["chance"]  # even with 4 training trials per class
 
@@ -227,10 +228,39 @@ def test_world_card_lists_effects_probes_and_known_answers(smoke_world, capsys):
     assert by["block_drift"]["on"] is False and by["evoked_class"]["strength"] == 1.0
     md = (root / "world_card.md").read_text()
     assert "Planted effects and their known answers" in md and "removing the frequency branch lowers top-1" in md
+    assert card["unlabelled_structure"] == {k: report["probe"][k] for k in ("class_accuracy", "unlabelled_own_accuracy", "unlabelled_pooled_accuracy")}
+    assert "Unlabelled structure: the known answer of pretraining" in md and "ERP probe on own unlabelled PCs" in md
     assert main(["world", "show", str(root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["world_id"] == report["world_id"]
     assert main(["world", "effects"]) == 0
     assert main(["world", "show", str(root.parent / "nope")]) == 2
+
+
+def test_unlabelled_structure_probe_reads_a_low_rank_class_code():
+    """A class code in 4 of 1,000 directions, which carry most of the variance: the probe on the top
+    principal components of unlabelled draws beats the raw reader with few labels, and matches the
+    same reader on a projection computed independently (numpy SVD of the centred unlabelled set);
+    unlabelled draws of another subspace give nothing."""
+    from bench.world.probe import probe_accuracy, unlabelled_structure_accuracy
+
+    rng = np.random.default_rng(0)
+    n_feat, rank, n_classes = 1000, 4, 4
+    basis = np.linalg.qr(rng.normal(size=(n_feat, rank)))[0]
+    centres = rng.normal(size=(n_classes, rank)) * 2.0
+
+    def draw(n: int, b: np.ndarray = basis) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, n_classes, n)
+        return (centres[y] + 0.3 * rng.normal(size=(n, rank))) @ b.T * 4.0 + 3.0 * rng.normal(size=(n, n_feat)), y
+
+    (x_tr, y_tr), (x_te, y_te), (own, _) = draw(24), draw(400), draw(2000)
+    other, _ = draw(2000, np.linalg.qr(rng.normal(size=(n_feat, rank)))[0])
+    acc = unlabelled_structure_accuracy({"own": own, "other": other}, x_tr, y_tr, x_te, y_te, k=rank)
+    raw = probe_accuracy(x_tr, y_tr, x_te, y_te)
+    mu = own.mean(0)
+    v = np.linalg.svd(own - mu, full_matrices=False)[2][:rank].T
+    assert acc["own"] == pytest.approx(probe_accuracy((x_tr - mu) @ v, y_tr, (x_te - mu) @ v, y_te), abs=0.005)
+    assert acc["own"] > raw + 0.15 and acc["own"] > 0.5  # measured: 0.60 against 0.35 (chance 0.25)
+    assert acc["other"] < 0.35
 
 
 def test_a_disk_too_small_for_the_world_is_one_clear_message(tmp_path, monkeypatch):

@@ -84,6 +84,9 @@ def world_build(
     table.add_row("class from 13-27 Hz band power (induced code)", f"{probe['induced_accuracy']:.3f}", f"{probe['chance']:.3f}")
     if "cross_subject_accuracy" in probe:
         table.add_row("class from other subjects' ERP probe (shared code)", f"{probe['cross_subject_accuracy']:.3f}", f"{probe['chance']:.3f}")
+    for key, how in (("unlabelled_own_accuracy", "own"), ("unlabelled_pooled_accuracy", "all subjects'")):
+        if key in probe:
+            table.add_row(f"class from the ERP probe on PCs of {how} unlabelled EEG", f"{probe[key]:.3f}", f"{probe['chance']:.3f}")
     for k, v in probe.get("attribute_accuracy", {}).items():
         table.add_row(f"attribute: {k}", f"{v:.3f}", f"{probe['attribute_chance'][k]:.3f}")
     table.add_row("block state (stimulus-blind)", f"{probe['drift_accuracy']:.3f}", f"{probe['chance']:.3f}")

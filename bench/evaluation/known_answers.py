@@ -12,7 +12,10 @@ Verdict (:data:`RULE`): *recovered* when the planted world's difference has the 
 with p < 0.01 and the null world shows what the check's ``null`` says: ``"none"`` (the default) no
 difference (p > 0.05); ``"no_gain"`` no difference in the expected direction (the expected sign
 fails or p > 0.05), for checks whose null world may rightly show harm (pooling subjects who share
-nothing cannot help, and may cost).
+nothing cannot help, and may cost); ``"gain"`` the same gain (expected sign, p < 0.05), for checks
+whose effect the world's own probes show does not need the switched-off effect (a pretext on
+unlabelled EEG gains from each subject's own EEG whether or not the subjects share anything): the
+null world then replicates the answer instead of cancelling it.
 """
 
 from __future__ import annotations
@@ -26,14 +29,24 @@ ALPHA_NULL = 0.05
 RULE = (
     f"recovered = the difference has the expected sign with p < {ALPHA_PLANTED} on the planted world "
     f"and, on its null world, p > {ALPHA_NULL} (null \"none\") or no gain: no difference in the expected direction "
-    f"with p < {ALPHA_NULL} (null \"no_gain\", where harm is possible); paired permutation tests over the same test trials"
+    f"with p < {ALPHA_NULL} (null \"no_gain\", where harm is possible) or the same gain: the expected sign with p < {ALPHA_NULL} "
+    f"(null \"gain\", where the world's own probes show the effect without the switched-off one); paired permutation tests over the same test trials"
 )
+NULL_FAILS = {  # the verdict when the planted world is right and the null world is not, per null kind
+    "none": "not recovered: an effect on the null world too",
+    "no_gain": "not recovered: a gain on the null world too",
+    "gain": "not recovered: no gain on the null world",
+}
+NULL_EXPECTED = {"none": "", "no_gain": " (expected: no gain)", "gain": " (expected: the same gain)"}  # the null cell's note
 
 
 def null_holds(null: dict, sign: float, kind: str) -> bool:
     """Does the null world show what a check of null ``kind`` expects?"""
+    gain = sign * null["diff"] > 0 and null["p"] < ALPHA_NULL
     if kind == "no_gain":
-        return not (sign * null["diff"] > 0 and null["p"] < ALPHA_NULL)
+        return not gain
+    if kind == "gain":
+        return gain
     return null["p"] > ALPHA_NULL
 
 
@@ -137,7 +150,7 @@ def check_results(records: list[dict], grid) -> list[dict]:
         elif not (sign * p["diff"] > 0 and p["p"] < ALPHA_PLANTED):
             res["verdict"] = "not recovered: no effect where planted"
         else:
-            res["verdict"] = "not recovered: a gain on the null world too" if kind == "no_gain" else "not recovered: an effect on the null world too"
+            res["verdict"] = NULL_FAILS[kind]
         out.append(res)
     return out
 
@@ -169,7 +182,7 @@ def markdown(results: list[dict], labels: dict[str, str] | None = None) -> str:
 
     for r in results:
         comp = f"{_label(r['a'])} - {_label(r['b'])}"
-        expected = " (expected: no gain)" if r.get("null_expect") == "no_gain" else ""
+        expected = NULL_EXPECTED[r.get("null_expect", "none")]
         lines.append(f"| {r['name']} | {r['effect']} | {comp} | {r['metric']} | {cell(r['planted'])} | {cell(r['null'])}{expected} | **{r['verdict']}** |")
     worlds = {w for r in results for w in (r["planted_world"], r["null_world"]) if w}
     if worlds:

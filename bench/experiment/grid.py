@@ -36,7 +36,8 @@ A grid file::
     b = { variant = "no_freq" }
     metric = "top1"
     expect = "positive"                       # a - b > 0 where planted
-    null = "none"                             # null world: no difference ("none") or no gain ("no_gain": harm allowed)
+    null = "none"                             # null world: no difference ("none"), no gain ("no_gain": harm allowed)
+                                              # or the same gain ("gain": the effect does not need the switched-off one)
 
 A method covered by one or more variants runs once per variant (with that variant's options);
 other methods run once with no options. For methods whose class has ``uses_w = False`` the ``w``
@@ -58,6 +59,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.evaluation.known_answers import NULL_FAILS
 from bench.methods.base import TrialSpec
 from bench.errors import UserError
 from bench.paths import GRIDS_DIR
@@ -69,7 +71,7 @@ WORLD_KEYS = {"scale", "seed", "block_drift", "effects", "raw_file", "variants",
 AXIS_KEYS = {"method", "subject", "fraction", "w", "seed", "profile"}
 VARIANT_KEYS = {"name", "options", "methods", "w"}
 CHECK_KEYS = {"name", "effect", "a", "b", "metric", "expect", "null"}
-CHECK_NULLS = ("none", "no_gain")  # what a check's null world should show (bench.evaluation.known_answers)
+CHECK_NULLS = tuple(NULL_FAILS)  # what a check's null world should show: "none", "no_gain", "gain" (bench.evaluation.known_answers)
 SIDE_KEYS = {"method", "variant", "w"}
 DEFAULTS: dict[str, list] = {"subject": [4], "fraction": [1.0], "w": [NO_W], "seed": [0]}
 

@@ -26,7 +26,7 @@ from bench.errors import UserError
 from bench.paths import MINI_MANIFEST, MINI_WEIGHTS_DIR
 from bench.world import eeg as sim
 from bench.world.images import ATTRIBUTES, ATTRIBUTES_FILE, caption, render, sample_specs
-from bench.world.probe import band_log_power, band_powers, binned_means, probe_accuracy, ridge_accuracy, trial_means
+from bench.world.probe import band_log_power, band_powers, binned_means, probe_accuracy, ridge_accuracy, trial_means, unlabelled_structure_accuracy
 from bench.world.card import CARD_MD, write_card
 from bench.world.spec import WorldSpec
 
@@ -345,25 +345,36 @@ def probe_subject(root: str | Path, subject: int) -> dict:
 def _erp_features(root: str | Path, subject: int) -> dict:
     with threadpool_limits(1):
         d = load_split_data(DataConfig(root=str(root), subject=subject), release=load_release(Path(root) / EEG_FILE, check_finite=False))
-        return {"train": (binned_means(d.train.eeg).astype(np.float32), d.train.label.numpy()), "test": (binned_means(d.test.eeg).astype(np.float32), d.test.label.numpy())}
+        return {k: (binned_means(getattr(d, k).eeg).astype(np.float32), getattr(d, k).label.numpy()) for k in ("train", "val", "test")}
 
 
-def cross_subject_probe(root: str | Path, subjects: list[int], *, workers: int = 2) -> dict[str, float]:
-    """Per subject: the ERP ridge probe trained on every other subject's training trials, scored on
-    this subject's test split (the shared codes' known answer)."""
-    if len(subjects) < 2:
-        return {}
+def subject_pool_probes(root: str | Path, subjects: list[int], *, workers: int = 2) -> dict[str, dict[str, float]]:
+    """Per subject, the probes that read other subjects' trials (see :mod:`bench.world.probe`):
+
+    - ``cross_subject_accuracy``: the ERP ridge probe trained on every other subject's training trials,
+      scored on this subject's test split (the shared codes' known answer);
+    - ``unlabelled_own_accuracy`` / ``unlabelled_pooled_accuracy``: the ERP probe on the top principal
+      components of the unlabelled training and validation EEG of this subject / of every subject
+      (masked pretraining's known answer; pooled minus own is what the other subjects' EEG adds)."""
     if workers > 1:
         with ProcessPoolExecutor(max_workers=min(workers, len(subjects))) as pool:
             feats = dict(zip(subjects, pool.map(_erp_features, [root] * len(subjects), subjects)))
     else:
         feats = {s: _erp_features(root, s) for s in subjects}
-    out = {}
+    unlabelled = {s: np.concatenate([feats[s]["train"][0], feats[s]["val"][0]]).astype(np.float64) for s in subjects}
+    pooled = np.concatenate(list(unlabelled.values()))
+    out: dict[str, dict[str, float]] = {}
     with threadpool_limits(2):
         for s in subjects:
-            xs = np.concatenate([feats[o]["train"][0] for o in subjects if o != s])
-            ys = np.concatenate([feats[o]["train"][1] for o in subjects if o != s])
-            out[str(s)] = ridge_accuracy(xs.astype(np.float64), ys, feats[s]["test"][0].astype(np.float64), feats[s]["test"][1])
+            (x_train, y_train), (x_test, y_test) = feats[s]["train"], feats[s]["test"]
+            sets = {"own": unlabelled[s]} | ({"pooled": pooled} if len(subjects) > 1 else {})
+            acc = unlabelled_structure_accuracy(sets, x_train.astype(np.float64), y_train, x_test.astype(np.float64), y_test)
+            res = {f"unlabelled_{name}_accuracy": v for name, v in acc.items()}
+            if len(subjects) > 1:
+                xs = np.concatenate([feats[o]["train"][0] for o in subjects if o != s])
+                ys = np.concatenate([feats[o]["train"][1] for o in subjects if o != s])
+                res["cross_subject_accuracy"] = ridge_accuracy(xs.astype(np.float64), ys, x_test.astype(np.float64), y_test)
+            out[str(s)] = res
     return out
 
 
@@ -380,8 +391,8 @@ def probe_world(root: str | Path, *, workers: int = 2) -> dict:
     else:
         results = [probe_subject(root, s) for s in subjects]
     per_subject = {str(s): r for s, r in zip(subjects, results)}
-    for s, acc in cross_subject_probe(root, subjects, workers=workers).items():
-        per_subject[s]["cross_subject_accuracy"] = acc
+    for s, probes in subject_pool_probes(root, subjects, workers=workers).items():
+        per_subject[s].update(probes)
 
     def mean_of(get) -> float:
         return round(float(np.mean([get(v) for v in per_subject.values()])), 4)
@@ -393,8 +404,9 @@ def probe_world(root: str | Path, *, workers: int = 2) -> dict:
         "drift_accuracy": mean_of(lambda v: v["drift_accuracy"]),
         "drift_probes": {k: mean_of(lambda v, k=k: v["drift_probes"][k]) for k in results[0]["drift_probes"]},
     }
-    if len(subjects) > 1:
-        out["cross_subject_accuracy"] = mean_of(lambda v: v["cross_subject_accuracy"])
+    for key in ("cross_subject_accuracy", "unlabelled_own_accuracy", "unlabelled_pooled_accuracy"):
+        if all(key in v for v in per_subject.values()):
+            out[key] = mean_of(lambda v, key=key: v[key])
     if "attribute_accuracy" in results[0]:
         out["attribute_accuracy"] = {k: mean_of(lambda v, k=k: v["attribute_accuracy"][k]) for k in ATTRIBUTES}
         out["attribute_chance"] = {k: round(1 / len(v), 4) for k, v in ATTRIBUTES.items()}

@@ -23,6 +23,22 @@ EFFECT_PROBES = {
 }
 
 
+# The unlabelled-structure probe (masked pretraining's known answer; bench.world.probe): the ERP probe on raw
+# binned means, and on their top principal components fitted on the unlabelled EEG of the subject / of all subjects.
+UNLABELLED_PROBES = {
+    "class_accuracy": "raw binned means (no pretext)",
+    "unlabelled_own_accuracy": "top 128 components of the subject's own unlabelled EEG",
+    "unlabelled_pooled_accuracy": "top 128 components of all subjects' unlabelled EEG",
+}
+PER_SUBJECT_PROBES = {
+    "class_accuracy": "ERP class probe",
+    "induced_accuracy": "band-power class probe",
+    "cross_subject_accuracy": "cross-subject probe",
+    "unlabelled_own_accuracy": "ERP probe on own unlabelled PCs",
+    "unlabelled_pooled_accuracy": "ERP probe on pooled unlabelled PCs",
+}
+
+
 def card_data(manifest: dict, report: dict) -> dict:
     """The card as plain data (``world_card.json``)."""
     spec = manifest["spec"]
@@ -50,7 +66,8 @@ def card_data(manifest: dict, report: dict) -> dict:
         "n_images": manifest.get("n_images"),
         "trials_per_subject": {"train": first.get("n_train"), "test": first.get("n_test")},
         "effects": effects,
-        "probes_per_subject": {s: {k: v[k] for k in ("class_accuracy", "induced_accuracy", "cross_subject_accuracy") if k in v} for s, v in per_subject.items()},
+        "unlabelled_structure": {k: probe[k] for k in UNLABELLED_PROBES if k in probe},
+        "probes_per_subject": {s: {k: v[k] for k in PER_SUBJECT_PROBES if k in v} for s, v in per_subject.items()},
         "backbones": {k: v for k, v in report.get("backbones", {}).items() if k in ("status", "reason", "trained_for", "classifier_accuracy", "clip_retrieval_top1", "generator_class_fidelity", "generator_class_fidelity_shuffled")},
     }
 
@@ -73,7 +90,8 @@ def card_markdown(card: dict) -> str:
         "## Planted effects and their known answers",
         "",
         "Each effect has a strength (0 = off: its *null world*, identical otherwise, noise included). A correct method recovers a planted "
-        "effect and shows nothing on its null world; the `known_answers` grid runs each check on both.",
+        "effect and shows nothing on its null world; the `known_answers` grid runs each check on both."
+        + (" Pretraining's answer needs no planted effect (see the unlabelled structure below)." if len(card.get("unlabelled_structure") or {}) > 1 else ""),
         "",
         "| effect | strength (default) | plants | found by | check | expected | world's own probe | probe value | chance |",
         "|---|---|---|---|---|---|---|---:|---:|",
@@ -81,10 +99,22 @@ def card_markdown(card: dict) -> str:
     for e in card["effects"]:
         state = f"{e['strength']:g}" + (" (off)" if not e["on"] else "") + f" ({e['default']:g})"
         lines.append(f"| {e['effect']} | {state} | {e['plants']} | {e['found_by']} | {e['check'] or '–'} | {e['expected']} | {e['probe']} | {_fmt(e['probe_value'])} | {_fmt(e['probe_chance'])} |")
+    unlabelled = card.get("unlabelled_structure") or {}
+    if len(unlabelled) > 1:
+        lines += [
+            "", "## Unlabelled structure: the known answer of pretraining", "",
+            "What unsupervised learning on unlabelled EEG (training and validation trials, never a test image's) can give a linear reader: "
+            "the ERP class probe on the top principal components of the unlabelled EEG against the probe on the raw binned means "
+            "(test split, mean over subjects). A pretext that finds this structure should gain over no pretext; pooled minus own "
+            "is what other subjects' unlabelled EEG adds to the subject's own.", "",
+            "| reader | accuracy |", "|---|---:|",
+        ]  # fmt: skip
+        lines += [f"| {how} | {_fmt(unlabelled.get(k))} |" for k, how in UNLABELLED_PROBES.items() if k in unlabelled]
     if card["probes_per_subject"]:
-        lines += ["", "## Probes per subject (test split)", "", "| subject | ERP class probe | band-power class probe | cross-subject probe |", "|---:|---:|---:|---:|"]
+        cols = [k for k in PER_SUBJECT_PROBES if any(k in v for v in card["probes_per_subject"].values())]
+        lines += ["", "## Probes per subject (test split)", "", "| subject | " + " | ".join(PER_SUBJECT_PROBES[k] for k in cols) + " |", "|---:|" + "---:|" * len(cols)]
         for s, v in card["probes_per_subject"].items():
-            lines.append(f"| {s} | {_fmt(v.get('class_accuracy'))} | {_fmt(v.get('induced_accuracy'))} | {_fmt(v.get('cross_subject_accuracy'))} |")
+            lines.append(f"| {s} | " + " | ".join(_fmt(v.get(k)) for k in cols) + " |")
     bb = card.get("backbones") or {}
     if bb:
         lines += ["", "## Mini backbones on this world", ""]

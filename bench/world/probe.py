@@ -7,6 +7,11 @@
 - cross-subject probe: the ERP probe trained on every *other* subject's training trials (ridge),
   scored on this subject's test split: above chance only where subjects share codes.
 - attribute probe: the same features -> each image attribute (synthetic worlds only).
+- unlabelled-structure probe: the ERP probe on the projection onto the top 128 principal components
+  of *unlabelled* binned means (training and validation trials, never a test image's), of this
+  subject's own EEG and of every subject's pooled: what unsupervised learning on unlabelled EEG can
+  give a linear reader (the known answer of masked pretraining), and what other subjects' EEG adds
+  to the subject's own (the known answer of pretraining on all subjects).
 - drift probes, which cannot see the stimulus-locked response: per-channel trial means of the
   file that keeps slow content, and per-channel log band power at 30-95 Hz (where neither the
   evoked responses nor the induced bursts have energy) of the 5-95 Hz file -> class. Under a block design the class is the
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -88,3 +94,19 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=300))
     model.fit(x_train, y_train)
     return float(np.mean(model.predict(x_test) == y_test))
+
+
+PCA_COMPONENTS = 128  # of the 1,408 binned means (128 channels x 11 bins); 16 or 32 components lose the class code
+
+
+def unlabelled_structure_accuracy(
+    unlabelled: dict[str, np.ndarray], x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, k: int = PCA_COMPONENTS
+) -> dict[str, float]:
+    """``{name: test accuracy}`` of the ERP probe on the top ``k`` principal components of each
+    unlabelled set in ``unlabelled`` (``{name: [N, F]}``, e.g. the subject's own and all subjects'
+    training and validation trials), fitted without labels."""
+    out = {}
+    for name, x in unlabelled.items():
+        pca = PCA(min(k, *x.shape), random_state=0).fit(x)
+        out[name] = probe_accuracy(pca.transform(x_train), y_train, pca.transform(x_test), y_test)
+    return out
