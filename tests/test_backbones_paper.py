@@ -233,9 +233,15 @@ def test_sd_single_file(sd_single_file, sd_backbones):
     assert bb.ids["generator"] == str(ckpt.resolve())
     emb = bb.text_encoder.encode_tokens(["a dog"])
     torch.testing.assert_close(emb, sd_backbones.text_encoder.encode_tokens(["a dog"]))
-    # Same weights as the diffusers folder: identical images for the same seed.
-    np.testing.assert_array_equal(bb.generator.txt2img(emb, steps=2, guidance=1.0, seed=5),
-                                  sd_backbones.generator.txt2img(emb, steps=2, guidance=1.0, seed=5))
+    # Same weights as the diffusers folder, bit for bit ...
+    for part in ("unet", "vae"):
+        mine, ref = (getattr(g.txt2img_pipe, part).state_dict() for g in (bb.generator, sd_backbones.generator))
+        assert mine.keys() == ref.keys() and all(torch.equal(mine[k], ref[k]) for k in ref), part
+    # ... so the same images for the same seed, to the uint8 rounding: the two loads may lay the tensors out
+    # differently, and a kernel's last bit can tip a pixel by one level (seen on one machine in 12,288 values)
+    a = bb.generator.txt2img(emb, steps=2, guidance=1.0, seed=5).astype(int)
+    b = sd_backbones.generator.txt2img(emb, steps=2, guidance=1.0, seed=5).astype(int)
+    assert np.abs(a - b).max() <= 1 and np.mean(a != b) < 1e-3
 
 
 def test_sd_single_file_needs_local_config(sd_single_file):
