@@ -24,7 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.data.eegcvpr40 import EEG_FILE, DataConfig, load_release, load_split_data
-from bench.world.probe import binned_means, probe_accuracy, unlabelled_structure_accuracy
+from bench.world.probe import binned_means, probe_accuracy, unlabelled_bases, unlabelled_structure_accuracy
 
 FRACTIONS = (0.1, 0.25, 1.0)
 
@@ -54,13 +54,14 @@ def probe_world(root: Path, subject: int, ks: tuple[int, ...]) -> dict[float, di
         "others": np.concatenate([feats[s][k] for s in subjects if s != subject for k in ("train", "val")]),
         "pooled": np.concatenate([feats[s][k] for s in subjects for k in ("train", "val")]),
     }
+    bases = {k: unlabelled_bases(unlabelled, k=k) for k in ks}
     out: dict[float, dict[str, float]] = {}
     for fraction in FRACTIONS:
         keep = first_images(y_train, names, fraction)
         x_train, x_test = feats[subject]["train"][keep], feats[subject]["test"]
         row = {"raw": probe_accuracy(x_train, y_train[keep], x_test, y_test)}
         for k in ks:
-            acc = unlabelled_structure_accuracy(unlabelled, x_train, y_train[keep], x_test, y_test, k=k)
+            acc = unlabelled_structure_accuracy(bases[k], x_train, y_train[keep], x_test, y_test)
             row |= {f"pca_{name}_{k}": v for name, v in acc.items()}
         out[fraction] = row
     return out

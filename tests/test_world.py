@@ -241,7 +241,7 @@ def test_unlabelled_structure_probe_reads_a_low_rank_class_code():
     principal components of unlabelled draws beats the raw reader with few labels, and matches the
     same reader on a projection computed independently (numpy SVD of the centred unlabelled set);
     unlabelled draws of another subspace give nothing."""
-    from bench.world.probe import probe_accuracy, unlabelled_structure_accuracy
+    from bench.world.probe import probe_accuracy, unlabelled_bases, unlabelled_structure_accuracy
 
     rng = np.random.default_rng(0)
     n_feat, rank, n_classes = 1000, 4, 4
@@ -254,7 +254,7 @@ def test_unlabelled_structure_probe_reads_a_low_rank_class_code():
 
     (x_tr, y_tr), (x_te, y_te), (own, _) = draw(24), draw(400), draw(2000)
     other, _ = draw(2000, np.linalg.qr(rng.normal(size=(n_feat, rank)))[0])
-    acc = unlabelled_structure_accuracy({"own": own, "other": other}, x_tr, y_tr, x_te, y_te, k=rank)
+    acc = unlabelled_structure_accuracy(unlabelled_bases({"own": own, "other": other}, k=rank), x_tr, y_tr, x_te, y_te)
     raw = probe_accuracy(x_tr, y_tr, x_te, y_te)
     mu = own.mean(0)
     v = np.linalg.svd(own - mu, full_matrices=False)[2][:rank].T

@@ -26,7 +26,7 @@ from bench.errors import UserError
 from bench.paths import MINI_MANIFEST, MINI_WEIGHTS_DIR
 from bench.world import eeg as sim
 from bench.world.images import ATTRIBUTES, ATTRIBUTES_FILE, caption, render, sample_specs
-from bench.world.probe import band_log_power, band_powers, binned_means, probe_accuracy, ridge_accuracy, trial_means, unlabelled_structure_accuracy
+from bench.world.probe import band_log_power, band_powers, binned_means, probe_accuracy, ridge_accuracy, trial_means, unlabelled_bases, unlabelled_structure_accuracy
 from bench.world.card import CARD_MD, write_card
 from bench.world.spec import WorldSpec
 
@@ -361,19 +361,19 @@ def subject_pool_probes(root: str | Path, subjects: list[int], *, workers: int =
             feats = dict(zip(subjects, pool.map(_erp_features, [root] * len(subjects), subjects)))
     else:
         feats = {s: _erp_features(root, s) for s in subjects}
-    unlabelled = {s: np.concatenate([feats[s]["train"][0], feats[s]["val"][0]]).astype(np.float64) for s in subjects}
-    pooled = np.concatenate(list(unlabelled.values()))
+    feats = {s: {k: (x.astype(np.float64), y) for k, (x, y) in f.items()} for s, f in feats.items()}
+    unlabelled = {s: np.concatenate([feats[s]["train"][0], feats[s]["val"][0]]) for s in subjects}
     out: dict[str, dict[str, float]] = {}
     with threadpool_limits(2):
+        pooled = unlabelled_bases({"pooled": np.concatenate(list(unlabelled.values()))}) if len(subjects) > 1 else {}
         for s in subjects:
             (x_train, y_train), (x_test, y_test) = feats[s]["train"], feats[s]["test"]
-            sets = {"own": unlabelled[s]} | ({"pooled": pooled} if len(subjects) > 1 else {})
-            acc = unlabelled_structure_accuracy(sets, x_train.astype(np.float64), y_train, x_test.astype(np.float64), y_test)
+            acc = unlabelled_structure_accuracy(unlabelled_bases({"own": unlabelled[s]}) | pooled, x_train, y_train, x_test, y_test)
             res = {f"unlabelled_{name}_accuracy": v for name, v in acc.items()}
             if len(subjects) > 1:
                 xs = np.concatenate([feats[o]["train"][0] for o in subjects if o != s])
                 ys = np.concatenate([feats[o]["train"][1] for o in subjects if o != s])
-                res["cross_subject_accuracy"] = ridge_accuracy(xs.astype(np.float64), ys, x_test.astype(np.float64), y_test)
+                res["cross_subject_accuracy"] = ridge_accuracy(xs, ys, x_test, y_test)
             out[str(s)] = res
     return out
 

@@ -79,6 +79,8 @@ def _fmt(v) -> str:
 
 
 def card_markdown(card: dict) -> str:
+    unlabelled = card.get("unlabelled_structure") or {}  # cards written before the unlabelled-structure probe have none
+    has_unlabelled = len(unlabelled) > 1
     lines = [
         f"# World card: {card['label'] or card['world_id']}",
         "",
@@ -91,7 +93,7 @@ def card_markdown(card: dict) -> str:
         "",
         "Each effect has a strength (0 = off: its *null world*, identical otherwise, noise included). A correct method recovers a planted "
         "effect and shows nothing on its null world; the `known_answers` grid runs each check on both."
-        + (" Pretraining's answer needs no planted effect (see the unlabelled structure below)." if len(card.get("unlabelled_structure") or {}) > 1 else ""),
+        + (" Pretraining's answer needs no planted effect (see the unlabelled structure below)." if has_unlabelled else ""),
         "",
         "| effect | strength (default) | plants | found by | check | expected | world's own probe | probe value | chance |",
         "|---|---|---|---|---|---|---|---:|---:|",
@@ -99,8 +101,7 @@ def card_markdown(card: dict) -> str:
     for e in card["effects"]:
         state = f"{e['strength']:g}" + (" (off)" if not e["on"] else "") + f" ({e['default']:g})"
         lines.append(f"| {e['effect']} | {state} | {e['plants']} | {e['found_by']} | {e['check'] or '–'} | {e['expected']} | {e['probe']} | {_fmt(e['probe_value'])} | {_fmt(e['probe_chance'])} |")
-    unlabelled = card.get("unlabelled_structure") or {}
-    if len(unlabelled) > 1:
+    if has_unlabelled:
         lines += [
             "", "## Unlabelled structure: the known answer of pretraining", "",
             "What unsupervised learning on unlabelled EEG (training and validation trials, never a test image's) can give a linear reader: "

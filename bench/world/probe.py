@@ -99,14 +99,12 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
 PCA_COMPONENTS = 128  # of the 1,408 binned means (128 channels x 11 bins); 16 or 32 components lose the class code
 
 
-def unlabelled_structure_accuracy(
-    unlabelled: dict[str, np.ndarray], x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, k: int = PCA_COMPONENTS
-) -> dict[str, float]:
-    """``{name: test accuracy}`` of the ERP probe on the top ``k`` principal components of each
-    unlabelled set in ``unlabelled`` (``{name: [N, F]}``, e.g. the subject's own and all subjects'
-    training and validation trials), fitted without labels."""
-    out = {}
-    for name, x in unlabelled.items():
-        pca = PCA(min(k, *x.shape), random_state=0).fit(x)
-        out[name] = probe_accuracy(pca.transform(x_train), y_train, pca.transform(x_test), y_test)
-    return out
+def unlabelled_bases(unlabelled: dict[str, np.ndarray], *, k: int = PCA_COMPONENTS) -> dict[str, PCA]:
+    """The top ``k`` principal components of each unlabelled set (``{name: [N, F]}``, e.g. the subject's
+    own and all subjects' training and validation trials), fitted without labels; fit once, read often."""
+    return {name: PCA(min(k, *x.shape), random_state=0).fit(x) for name, x in unlabelled.items()}
+
+
+def unlabelled_structure_accuracy(bases: dict[str, PCA], x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
+    """``{name: test accuracy}`` of the ERP probe on each basis' projection (:func:`unlabelled_bases`)."""
+    return {name: probe_accuracy(pca.transform(x_train), y_train, pca.transform(x_test), y_test) for name, pca in bases.items()}
