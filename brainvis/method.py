@@ -44,12 +44,12 @@ from bench.methods.base import PRETRAIN_DATA, FitContext, Method, Predictions, S
 from bench.methods.signal import Decimate
 from bench.methods.training import accuracy as _accuracy
 from bench.methods.training import batches as _batches
-from bench.methods.training import improves, stage_report, state_digest, train_classifier
+from bench.methods.training import eval_logits, fit_temperature, improves, stage_report, state_digest, train_classifier
 from bench.data.eegcvpr40 import TrialSet
 from brainvis.models import AlignmentNet, BrainVisEncoder, FreqEncoder, TimeEncoder, alignment_loss
 
 ABLATIONS = ("use_time", "use_freq", "pretrain", "finetune", "stage1", "stage2")
-FUSION_INIT = ("random", "heads")
+FUSION_INIT = ("random", "heads", "calibrated")
 PRETRAIN_SELECT = ("val_loss", "last")
 ALIGN_SELECT = ("loss", "alignment")
 PRETRAIN_VERSION = "1"  # bump when the shared pretraining's output changes
@@ -119,6 +119,7 @@ class BrainVisConfig:
     use_mse: bool = True
     align_patience: int = 0  # the alignment's own early-stopping patience (0: ``patience``); its validation loss is noisier than accuracy
     align_finetune: bool = True  # the encoder keeps training during alignment (published); False: frozen, its outputs computed once
+    align_encoder_lr: float = 0.0  # the encoder's learning rate during alignment (0: ``align_lr``, as published)
     align_select: str = "loss"  # the alignment epoch kept: lowest validation "loss" (alignment + CE) or "alignment" (alignment term alone)
     align_input_norm: bool = False  # standardise the alignment network's inputs (features, logits) on the training trials (published: raw)
     align_center: bool = False  # cosines of the alignment loss on sequences minus the mean training target (published: raw)
@@ -126,7 +127,9 @@ class BrainVisConfig:
     freq_input_norm: str = "none"  # "log": log1p amplitudes, standardised on the training EEG (published: raw)
     freq_readout: str = "last"  # "mean": mean of the LSTM outputs over bins (published: last step)
     freq_dropout: float = 0.0
-    fusion_init: str = "random"  # "heads": the fusion classifier starts as the sum of the branches' trained heads (published: a new layer)
+    fusion_init: str = "random"  # "heads": the fusion classifier starts as the sum of the branches' trained heads (published: a new layer);
+    # "calibrated": as "heads", each head divided by its temperature fitted on the validation trials (a guessing branch starts near silent)
+    joint_select_start: bool = False  # the joint stage's starting state competes in its selection as epoch 0 (published: no)
     freq_bin_embedding: bool = False  # a learned vector per frequency bin added to the LSTM input (published: none)
     pretrain_data: str = "all_subjects"  # or "subject_unlabelled", "subject" (see the module docstring)
     branch_data: str = "subject"  # "all_subjects": the branches' supervised stages on every subject's training trials (official code)
@@ -172,6 +175,8 @@ class BrainVisConfig:
             raise ValueError(f"pretrain_select must be one of {', '.join(PRETRAIN_SELECT)}; got {cfg.pretrain_select!r}")
         if cfg.pretrain and cfg.use_time and not cfg.pretrain_latent and cfg.pretrain_signal_weight <= 0:
             raise ValueError("pretrain_latent = false needs pretrain_signal_weight > 0 (the pretext's only target)")
+        if cfg.align_encoder_lr < 0:
+            raise ValueError(f"align_encoder_lr must be >= 0 (0: align_lr), got {cfg.align_encoder_lr!r}")
         if not 0.0 <= cfg.pretrain_min_delta < 1.0:
             raise ValueError(f"pretrain_min_delta must be in [0, 1), got {cfg.pretrain_min_delta!r}")
         if cfg.pretrain_data not in PRETRAIN_DATA:
@@ -257,8 +262,11 @@ class BrainVis(Method):
 
         with stage_rng(seed, INIT_FUSION):
             self.encoder = BrainVisEncoder(n_chans=n_chans, n_times=n_times, n_outputs=n_classes, use_time=cfg.use_time, use_freq=cfg.use_freq, time_encoder=time_enc, freq_encoder=freq)
-        if cfg.fusion_init == "heads":
-            self.encoder.fusion.init_from_heads(time_enc.head if time_enc is not None else None, freq.head if freq is not None else None)
+        if cfg.fusion_init in ("heads", "calibrated"):
+            scales = self._head_scales(val, time_enc, freq) if cfg.fusion_init == "calibrated" else (1.0, 1.0)
+            self.encoder.fusion.init_from_heads(time_enc.head if time_enc is not None else None, freq.head if freq is not None else None, scales=scales)
+            if cfg.fusion_init == "calibrated":
+                report["fusion_scales"] = {"time": scales[0], "freq": scales[1]}
         log("brainvis: joint fine-tuning" if cfg.finetune else "brainvis: fusion classifier on frozen features")
         params = self.encoder.parameters() if cfg.finetune else self.encoder.fusion.parameters()
         if not cfg.finetune:
@@ -269,8 +277,9 @@ class BrainVis(Method):
         epochs = cfg.joint_epochs if cfg.finetune else cfg.finetune_epochs
         with stage_rng(seed, STAGE_JOINT):
             report["joint"] = train_classifier(
-                self.encoder, lambda x: self.encoder(x)["logits"], train, val, epochs=epochs, lr=cfg.joint_lr, g=stage_generator(seed, STAGE_JOINT), params=params, **kw
-            )
+                self.encoder, lambda x: self.encoder(x)["logits"], train, val, epochs=epochs, lr=cfg.joint_lr, g=stage_generator(seed, STAGE_JOINT), params=params,
+                select_start=cfg.joint_select_start, **kw,
+            )  # fmt: skip
         lap("joint")
 
         self.align = None
@@ -282,6 +291,19 @@ class BrainVis(Method):
         return report
 
     # ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _head_scales(val: TrialSet, time_enc: TimeEncoder | None, freq: FreqEncoder | None) -> tuple[float, float]:
+        """``1 / T`` per branch head (time, freq), ``T`` its temperature on the validation trials
+        (:func:`fit_temperature`); 1 for an off branch."""
+        scales = []
+        for module in (time_enc, freq):
+            if module is None:
+                scales.append(1.0)
+                continue
+            module.eval()
+            scales.append(1.0 / fit_temperature(eval_logits(module.classify, val.eeg), val.label))
+        return scales[0], scales[1]
 
     def _supervised_kw(self) -> dict:
         """What every supervised stage (branches, joint) passes to ``train_classifier`` besides its epochs and lr."""
@@ -446,8 +468,10 @@ class BrainVis(Method):
                 return self.encoder(split.eeg if idx is None else split.eeg[idx])
             return frozen[name] if idx is None else {k: v[idx] for k, v in frozen[name].items()}
 
-        params = list(self.align.parameters()) + ([p for p in self.encoder.parameters()] if tune else [])
-        opt = torch.optim.AdamW(params, lr=cfg.align_lr, weight_decay=cfg.weight_decay)
+        groups = [{"params": list(self.align.parameters())}]
+        if tune:
+            groups.append({"params": list(self.encoder.parameters()), "lr": cfg.align_encoder_lr or cfg.align_lr})
+        opt = torch.optim.AdamW(groups, lr=cfg.align_lr, weight_decay=cfg.weight_decay)
         best = (math.inf, 0, None)
         ran = 0
         for epoch in range(cfg.align_epochs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
@@ -250,3 +251,14 @@ def test_masked_autoencoder_pretext_options():
     with pytest.raises(ValueError, match="pretrain_min_delta"):
         BrainVisConfig.from_profile({}, {"pretrain_min_delta": 1.0})
     assert improves(0.98, 1.0, 0.01) and not improves(0.995, 1.0, 0.01) and improves(0.999, 1.0)
+
+
+def test_calibrated_fusion_and_a_joint_stage_that_may_keep_its_start():
+    _, rep = _fit({"fusion_init": "calibrated", "joint_select_start": True})
+    scales = rep["fusion_scales"]
+    assert set(scales) == {"time", "freq"} and all(0 < s < math.inf for s in scales.values())
+    assert 0 <= rep["joint"]["best_epoch"] <= rep["joint"]["epochs_run"]
+    _, off = _fit({"fusion_init": "calibrated", "use_freq": False})
+    assert off["fusion_scales"]["freq"] == 1.0  # an off branch has no head to scale
+    with pytest.raises(ValueError, match="fusion_init"):
+        BrainVisConfig.from_profile(TINY, {"fusion_init": "calibrate"})

@@ -329,3 +329,14 @@ def test_runs_on_input_device(eeg):
     assert tenc.pretrain_loss(x, generator=torch.Generator(device).manual_seed(0))["loss"].device.type == "cuda"
     out = BrainVisEncoder(**SMALL_ENC).to(device)(x)
     assert out["features"].device.type == "cuda" and out["logits"].device.type == "cuda"
+
+
+def test_fusion_init_from_scaled_heads_sums_the_scaled_branch_logits():
+    torch.manual_seed(0)
+    fusion = FusionClassifier(time_features=6, freq_features=4, n_outputs=5)
+    th, fh = torch.nn.Linear(6, 5), torch.nn.Linear(4, 5)
+    fusion.init_from_heads(th, fh, scales=(0.5, 0.1))
+    t, f = torch.randn(3, 6), torch.randn(3, 4)
+    _, logits = fusion(t, f)
+    with torch.no_grad():
+        assert torch.allclose(logits, 0.5 * th(t) + 0.1 * fh(f), atol=1e-6)

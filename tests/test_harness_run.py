@@ -103,7 +103,7 @@ def test_run_writes_one_complete_record_per_trial(done_store, smoke_world):
         assert r["config"]["dataset_id"] == world_id and r["code_version"] == VERSION
         assert r["metrics"]["top1"]["value"] == pytest.approx(1 / 40)
         assert {"load", "fit", "predict"} <= set(r["timings"]) and r["n_train"] > 0 and r["n_test"] > 0
-        assert r["started"] <= r["finished"] and r["host"] and r["versions"]["torch"]
+        assert r["started"] <= r["finished"] and r["host"] and r["versions"]["torch"] and r["versions"]["cpu"]
     df = st.load_frame()
     assert {"metric.top1", "metric.top1.ci_low", "metric.top1.ci_high"} <= set(df.columns)
     assert not list(st.records_dir.glob("*.tmp")) and st.stages() == {}

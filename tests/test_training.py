@@ -71,3 +71,38 @@ def test_early_stopping_never_fires_before_min_epochs():
     floored = train_classifier(m, m, train, val, g=g(), min_epochs=7, **kw)
     assert stopped["epochs_run"] == 2 and stopped["best_epoch"] == 1
     assert floored["epochs_run"] == 7 and floored["best_epoch"] == 1
+
+
+def test_select_start_keeps_a_start_that_training_only_spoils():
+    train, val = _set(8, 1), _set(40, 2)
+    m = _Counting()
+    with torch.no_grad():  # a perfect reader of the class offset (+2 on every value of class 1)
+        m.lin.weight.copy_(torch.tensor([[-1.0] * 6, [1.0] * 6]))
+        m.lin.bias.copy_(torch.tensor([6.0, -6.0]))
+    start = {k: v.clone() for k, v in m.state_dict().items()}
+    start_acc = float((m(val.eeg).argmax(1) == val.label).float().mean())
+    wrong = _set(8, 1)
+    wrong = TrialSet(eeg=wrong.eeg, label=1 - wrong.label, image=wrong.image, subject=wrong.subject, index=wrong.index, image_names=wrong.image_names)
+    kw = dict(epochs=3, lr=0.5, batch=4, wd=0.0)  # trained on flipped labels: every epoch is worse than the start
+    rep = train_classifier(m, m, wrong, val, g=torch.Generator().manual_seed(0), select_start=True, **kw)
+    assert rep["best_epoch"] == 0 and rep["val_top1"] == pytest.approx(start_acc) and start_acc > 0.9
+    assert all(torch.equal(v, start[k]) for k, v in m.state_dict().items())  # the starting weights are back
+    m.load_state_dict(start)
+    plain = train_classifier(m, m, wrong, val, g=torch.Generator().manual_seed(0), **kw)
+    assert plain["best_epoch"] >= 1 and plain["val_top1"] < start_acc  # without it the stage returns a spoilt epoch
+
+
+def test_fit_temperature_matches_a_grid_search_and_silences_a_guessing_head():
+    from bench.methods.training import fit_temperature
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (500,), generator=g)
+    informative = 3.0 * F.one_hot(y, 10).float() + torch.randn(500, 10, generator=g) * 2.0
+    guessing = 5.0 * torch.randn(500, 10, generator=g)  # confident and unrelated to the label
+    grid = torch.logspace(-2, 3, 20001, dtype=torch.float64)
+    for logits in (informative, guessing):
+        t = fit_temperature(logits, y)
+        nll = torch.stack([F.cross_entropy(logits.double() / s, y) for s in grid])
+        assert t == pytest.approx(float(grid[nll.argmin()]), rel=2e-3)
+    assert fit_temperature(guessing, y) > 50 * fit_temperature(informative, y)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -49,6 +50,21 @@ def eval_logits(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, bat
     return torch.cat([fn(x[i : i + batch].float()) for i in range(0, len(x), batch)])
 
 
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float] = (1e-2, 1e3)) -> float:
+    """The temperature ``T`` that minimises the cross-entropy of ``logits / T`` (temperature scaling,
+    Guo et al. 2017), by a bounded scalar search over ``log T``. Fitted on held-out (validation)
+    logits it measures how far a head's confidence can be trusted: large for a head that guesses."""
+    from scipy.optimize import minimize_scalar
+
+    z, y = logits.detach().double(), labels.long()
+
+    def nll(log_t: float) -> float:
+        return float(F.cross_entropy(z / math.exp(log_t), y))
+
+    res = minimize_scalar(nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded", options={"xatol": 1e-6})
+    return float(math.exp(res.x))
+
+
 def improves(loss: float, best: float, min_delta: float = 0.0) -> bool:
     """Early stopping's test on a validation loss: does ``loss`` beat ``best`` by at least the relative
     ``min_delta`` (0: any decrease)?"""
@@ -76,13 +92,18 @@ def train_classifier(
     patience: int | None = None,
     passes: int = 1,
     min_epochs: int = 0,
+    select_start: bool = False,
 ) -> dict:
     """Cross-entropy training with AdamW; keeps the state with the best validation accuracy, and
     stops after ``patience`` epochs without improvement, never before epoch ``min_epochs`` (a stage
     whose accuracy sits at chance for its first epochs is not stopped there). An epoch is ``passes``
-    passes over ``train`` (:func:`passes_per_epoch`)."""
+    passes over ``train`` (:func:`passes_per_epoch`). ``select_start``: the starting state competes
+    as epoch 0 (a stage that starts from trained parts returns nothing worse on validation than its start)."""
     opt = torch.optim.AdamW(params if params is not None else module.parameters(), lr=lr, weight_decay=wd)
     best = (-1.0, 0, copy.deepcopy(module.state_dict()))
+    if select_start:
+        module.eval()
+        best = (accuracy(eval_logits(forward, val.eeg), val.label), 0, best[2])
     ran = 0
     for epoch in range(epochs):
         module.train()

@@ -132,9 +132,23 @@ def identity_key(identity: dict, version: str | None = None) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else ``platform.processor()``): records reproduce bit for
+    bit on the same CPU, not across CPUs (their float kernels differ), so each record says which one ran it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "?"
+
+
 @lru_cache(maxsize=1)
 def versions() -> dict:
-    out = {"python": platform.python_version(), "package": package_version()}
+    """Software versions, and the CPU model, of the process that computed a record."""
+    out = {"python": platform.python_version(), "package": package_version(), "cpu": cpu_model()}
     for mod in ("torch", "numpy", "ray"):
         m = sys.modules.get(mod)
         if m is None:

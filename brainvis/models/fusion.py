@@ -58,19 +58,23 @@ class FusionClassifier(nn.Module):
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     @torch.no_grad()
-    def init_from_heads(self, time_head: nn.Linear | None, freq_head: nn.Linear | None) -> None:
-        """Start as the sum of the enabled branches' own classifier heads: the logits of the fused
-        features are then the sum of the branches' logits (joint fine-tuning starts from their ensemble
-        instead of a random layer that first has to relearn both readouts)."""
+    def init_from_heads(self, time_head: nn.Linear | None, freq_head: nn.Linear | None, scales: tuple[float, float] = (1.0, 1.0)) -> None:
+        """Start as the sum of the enabled branches' own classifier heads, each times its ``scales``
+        entry (time, freq): the logits of the fused features are then the weighted sum of the branches'
+        logits (joint fine-tuning starts from their ensemble instead of a random layer that first has
+        to relearn both readouts; scales of 1 / T, T a head's temperature, weigh a guessing head down)."""
         bias = torch.zeros_like(self.fc.bias)
         col = 0
-        for name, on, head, width in (("time", self.use_time, time_head, self.time_features), ("freq", self.use_freq, freq_head, self.freq_features)):
+        for name, on, head, width, scale in (
+            ("time", self.use_time, time_head, self.time_features, scales[0]),
+            ("freq", self.use_freq, freq_head, self.freq_features, scales[1]),
+        ):
             if not on:
                 continue
             if head is None or tuple(head.weight.shape) != (self.fc.out_features, width):
                 raise ValueError(f"init_from_heads: the {name} head must be Linear({width}, {self.fc.out_features})")
-            self.fc.weight[:, col : col + width] = head.weight
-            bias += head.bias
+            self.fc.weight[:, col : col + width] = head.weight * scale
+            bias += head.bias * scale
             col += width
         self.fc.bias.copy_(bias)
 
