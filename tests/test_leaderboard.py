@@ -106,6 +106,24 @@ def test_compare_never_pairs_trials_of_two_datasets(tmp_path):
         compare_methods(store, "brainvis", "chance", subject=2, dataset="cvpr40-synth-mini-abc")
 
 
+def test_compare_names_a_grid_variant_as_the_leaderboards_do(tmp_path):
+    store = _records(tmp_path)
+    stored = [json.loads(p.read_text()) for p in sorted((store / "records").glob("k0*.json"))]
+    base = [r for r in stored if r["method"] == "brainvis" and r["subject"] == 4]
+    for i, r in enumerate(base):  # an ablation variant of the same trials, every trial answered wrong
+        top1 = _metric(np.zeros(40))
+        (store / "records" / f"k8{i:02d}.json").write_text(json.dumps(r | {"key": f"k8{i:02d}", "variant": "no_freq", "metrics": {"top1": top1}}))
+    res = compare_methods(store, "brainvis", "brainvis [no_freq]", subject=4, metrics=["top1"])
+    assert res["pairs"] == [["cvpr40-synth-mini-abc", 4, 0.1, 0], ["cvpr40-synth-mini-abc", 4, 1.0, 0]]
+    expected = np.mean(np.concatenate([r["metrics"]["top1"]["per_trial"] for r in base]))
+    assert res["metrics"]["top1"]["mean_b"] == 0.0 and res["metrics"]["top1"]["diff"] == pytest.approx(expected)
+    assert compare_methods(store, "brainvis[no_freq]", "lstm", subject=4, metrics=["top1"])["metrics"]["top1"]["mean_a"] == 0.0
+    with pytest.raises(Exception, match="with variant 'no_time'.*brainvis\\[no_freq\\]"):
+        compare_methods(store, "brainvis[no_time]", "lstm", subject=4)
+    with pytest.raises(Exception, match="METHOD\\[VARIANT\\]"):
+        compare_methods(store, "brainvis[no_freq", "lstm")
+
+
 def test_committed_leaderboards_regenerate_byte_identically(tmp_path):
     """`bench leaderboard --store <folder>/records` reproduces every committed markdown file (and world
     card) of leaderboards/ (the default world) and leaderboards/v1/ (the previous world's grids)."""

@@ -340,8 +340,8 @@ def leaderboard(
 
 @app.command("compare")
 def compare(
-    method_a: str = typer.Argument(...),
-    method_b: str = typer.Argument(...),
+    method_a: str = typer.Argument(..., help="A method, or a grid variant as METHOD[VARIANT] (e.g. 'brainvis[no_freq]')."),
+    method_b: str = typer.Argument(..., help="The method A is compared against (same forms)."),
     store: Path = typer.Option(Path("runs/data_scaling"), help="Results store."),
     grid: Optional[str] = typer.Option(None, help="Only records of this grid."),
     subject: Optional[int] = typer.Option(None, help="Only this subject."),

@@ -3,6 +3,7 @@ the pairs span several subjects, across subjects (one value per subject; exact s
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -15,6 +16,18 @@ from bench.errors import UserError
 
 def _match_key(r: dict) -> tuple:
     return (str((r.get("config") or {}).get("dataset_id", "")), r["subject"], float(r["fraction"]), r["seed"])
+
+
+_NAMED = re.compile(r"^\s*([^\[\]\s]+)\s*(?:\[\s*([^\[\]]*?)\s*\])?\s*$")
+
+
+def parse_method(name: str) -> tuple[str, str | None]:
+    """``"brainvis"`` -> ``("brainvis", None)``; ``"brainvis [no_freq]"`` or ``"brainvis[no_freq]"``
+    (the leaderboards' label of a grid variant) -> ``("brainvis", "no_freq")``."""
+    m = _NAMED.match(name)
+    if m is None:
+        raise UserError(f"{name!r}: expected METHOD or METHOD[VARIANT], e.g. brainvis or 'brainvis[no_freq]'")
+    return m.group(1), (m.group(2) or None)
 
 
 def _preference(r: dict) -> tuple:
@@ -31,7 +44,8 @@ def compare_methods(
 
     Trials pair up when both methods ran on the same dataset, subject, data fraction and seed (hence
     the same test trials, in the same order); a trial run with several seeds is one unit (its mean over
-    seeds). For methods with several w, the record closest to w = 0.5 is used. ``grid``: only the
+    seeds). A method is named as the leaderboards name it: ``brainvis``, or ``brainvis[no_freq]`` for a
+    grid variant. For methods with several w, the record closest to w = 0.5 is used. ``grid``: only the
     records that grid's leaderboard uses; ``dataset``: only that dataset id (otherwise pairs from every
     dataset are pooled, and ``datasets`` lists them). p-values are Holm-corrected over the metrics
     compared (``p_value_holm``, per level).
@@ -47,10 +61,12 @@ def compare_methods(
         recs = [r for r in recs if _match_key(r)[0] == dataset]
     by = {}
     for m in (method_a, method_b):
-        mine = sorted((r for r in recs if r["method"] == m and not r.get("variant")), key=_preference)
+        method, variant = parse_method(m)
+        mine = sorted((r for r in recs if r["method"] == method and (r.get("variant") or None) == variant), key=_preference)
         if not mine:
-            known = sorted({r["method"] for r in recs if not r.get("variant")})
-            raise UserError(f"no records of method {m!r} (without a variant) in {store}" + (f" for subject {subject}" if subject is not None else "") + f"; methods there: {', '.join(known)}")
+            known = sorted({r["method"] + (f"[{r['variant']}]" if r.get("variant") else "") for r in recs})
+            what = f"method {method!r} " + (f"with variant {variant!r}" if variant else "(without a variant)")
+            raise UserError(f"no records of {what} in {store}" + (f" for subject {subject}" if subject is not None else "") + f"; methods there: {', '.join(known)}")
         table: dict = {}
         for r in mine:
             table.setdefault(_match_key(r), r)
