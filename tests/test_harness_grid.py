@@ -47,6 +47,24 @@ def test_shipped_grids_parse_and_expand():
         assert g.description and g.profile in ("mini", "paper")
 
 
+def test_probe_grids_in_benchmarks_parse_and_name_their_measurements():
+    """The probe grids under benchmarks/grids back figures quoted in README and the profiles: each parses
+    with the method's real options, expands, and carries a note with its measurements and its command."""
+    from pathlib import Path
+
+    from bench.methods.registry import get_method
+
+    probes = sorted((Path(__file__).parents[1] / "benchmarks" / "grids").glob("*.toml"))
+    assert len(probes) >= 5
+    known = set(get_method("brainvis").defaults())
+    for path in probes:
+        g = load_grid(path)
+        assert expand(g, uses_w=keep_w), path.name
+        assert "Measured" in g.note and f"--grid benchmarks/grids/{path.name}" in g.note, path.name
+        for v in g.variants:
+            assert set(v.options) <= known, (path.name, v.name)
+
+
 def test_shipped_grid_axes():
     smoke = load_grid("smoke")
     assert {"brainvis", "chance", "lstm"} <= set(smoke.methods)

@@ -124,6 +124,28 @@ def test_compare_names_a_grid_variant_as_the_leaderboards_do(tmp_path):
         compare_methods(store, "brainvis[no_freq", "lstm")
 
 
+def test_compare_uses_one_w_per_side_never_a_mix(tmp_path):
+    """A side's records at several w: the w closest to 0.5 (pairs without it are dropped, not filled in
+    from another w), or the one named with @W."""
+    store = _records(tmp_path)
+    stored = [json.loads(p.read_text()) for p in sorted((store / "records").glob("k0*.json"))]
+    base = [r for r in stored if r["method"] == "brainvis" and r["subject"] == 4]
+    for i, r in enumerate(base):  # w = 0 at both fractions, every trial wrong; w = 0.5 only at fraction 1
+        (store / "records" / f"k8{i:02d}.json").write_text(json.dumps(r | {"key": f"k8{i:02d}", "variant": "full", "w": 0.0, "metrics": {"top1": _metric(np.zeros(40))}}))
+        if r["fraction"] == 1.0:
+            (store / "records" / f"k9{i:02d}.json").write_text(json.dumps(r | {"key": f"k9{i:02d}", "variant": "full"}))
+    res = compare_methods(store, "brainvis[full]", "lstm", subject=4, metrics=["top1"])
+    assert res["w_a"] == 0.5 and res["pairs"] == [["cvpr40-synth-mini-abc", 4, 1.0, 0]]
+    one = next(r for r in base if r["fraction"] == 1.0)
+    assert res["metrics"]["top1"]["mean_a"] == pytest.approx(np.mean(one["metrics"]["top1"]["per_trial"]))
+    zero = compare_methods(store, "brainvis[full]@0", "brainvis[full] @ 0.5", subject=4, metrics=["top1"])
+    assert (zero["w_a"], zero["w_b"]) == (0.0, 0.5) and zero["metrics"]["top1"]["mean_a"] == 0.0 and len(zero["pairs"]) == 1
+    with pytest.raises(Exception, match="no records at w = 0.3"):
+        compare_methods(store, "brainvis[full]@0.3", "lstm", subject=4)
+    with pytest.raises(Exception, match="METHOD"):
+        compare_methods(store, "brainvis[full]@x", "lstm", subject=4)
+
+
 def test_committed_leaderboards_regenerate_byte_identically(tmp_path):
     """`bench leaderboard --store <folder>/records` reproduces every committed markdown file (and world
     card) of leaderboards/ (the default world) and leaderboards/v1/ (the previous world's grids)."""

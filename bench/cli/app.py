@@ -340,7 +340,7 @@ def leaderboard(
 
 @app.command("compare")
 def compare(
-    method_a: str = typer.Argument(..., help="A method, or a grid variant as METHOD[VARIANT] (e.g. 'brainvis[no_freq]')."),
+    method_a: str = typer.Argument(..., help="A method, or a grid variant as METHOD[VARIANT] (e.g. 'brainvis[no_freq]'); @W picks one w (e.g. 'brainvis[full]@0'; default: the w closest to 0.5)."),
     method_b: str = typer.Argument(..., help="The method A is compared against (same forms)."),
     store: Path = typer.Option(Path("runs/data_scaling"), help="Results store."),
     grid: Optional[str] = typer.Option(None, help="Only records of this grid."),
@@ -361,7 +361,7 @@ def compare(
     if markdown is not None and markdown.expanduser().is_dir():
         raise UserError(f"--markdown {markdown}: is a folder; give a file name")
     res = compare_methods(store, method_a, method_b, subject=subject, metrics=metric, grid=grid, dataset=dataset)
-    table = Table(title=f"{method_a} - {method_b} over test trials ({len(res['pairs'])} paired trial sets; {', '.join(res['datasets'])}); p Holm-corrected over metrics")
+    table = Table(title=f"{method_a} (w = {res['w_a']:g}) - {method_b} (w = {res['w_b']:g}) over test trials ({len(res['pairs'])} paired trial sets; {', '.join(res['datasets'])}); p Holm-corrected over metrics")
     for col in ("metric", "mean A", "mean B", "A - B", "95% CI", "p perm", "p Holm", "p Wilcoxon", "n"):
         table.add_column(col, justify="right")
     for m, r in res["metrics"].items():

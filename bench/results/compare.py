@@ -3,6 +3,7 @@ the pairs span several subjects, across subjects (one value per subject; exact s
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 
@@ -18,22 +19,29 @@ def _match_key(r: dict) -> tuple:
     return (str((r.get("config") or {}).get("dataset_id", "")), r["subject"], float(r["fraction"]), r["seed"])
 
 
-_NAMED = re.compile(r"^\s*([^\[\]\s]+)\s*(?:\[\s*([^\[\]]*?)\s*\])?\s*$")
+_NAMED = re.compile(r"^\s*([^\[\]\s@]+)\s*(?:\[\s*([^\[\]]*?)\s*\])?\s*(?:@\s*([^\s]+))?\s*$")
 
 
-def parse_method(name: str) -> tuple[str, str | None]:
-    """``"brainvis"`` -> ``("brainvis", None)``; ``"brainvis [no_freq]"`` or ``"brainvis[no_freq]"``
-    (the leaderboards' label of a grid variant) -> ``("brainvis", "no_freq")``."""
+def parse_method(name: str) -> tuple[str, str | None, float | None]:
+    """``"brainvis"`` -> ``("brainvis", None, None)``; ``"brainvis [no_freq]"`` or ``"brainvis[no_freq]"``
+    (the leaderboards' label of a grid variant) -> ``("brainvis", "no_freq", None)``; a trailing ``@W``
+    picks the interpolation weight: ``"brainvis[full]@0"`` -> ``("brainvis", "full", 0.0)``."""
     m = _NAMED.match(name)
+    w = None
+    if m is not None and m.group(3) is not None:
+        try:
+            w = float(m.group(3))
+        except ValueError:
+            m = None
     if m is None:
-        raise UserError(f"{name!r}: expected METHOD or METHOD[VARIANT], e.g. brainvis or 'brainvis[no_freq]'")
-    return m.group(1), (m.group(2) or None)
+        raise UserError(f"{name!r}: expected METHOD, METHOD[VARIANT] or either with @W, e.g. brainvis, 'brainvis[no_freq]' or 'brainvis[full]@0'")
+    return m.group(1), (m.group(2) or None), w
 
 
 def _preference(r: dict) -> tuple:
-    """Among one method's records for one match key: w closest to 0.5, then a generating run
-    (a classification-only run may skip stages, e.g. BrainVis' alignment), then the key."""
-    return (abs(r["w"] - 0.5), (r.get("config") or {}).get("backbones") == "none", r["key"])
+    """Among one side's records for one match key (all at one w): a generating run first (a
+    classification-only run may skip stages, e.g. BrainVis' alignment), then the key."""
+    return ((r.get("config") or {}).get("backbones") == "none", r["key"])
 
 
 def compare_methods(
@@ -45,7 +53,8 @@ def compare_methods(
     Trials pair up when both methods ran on the same dataset, subject, data fraction and seed (hence
     the same test trials, in the same order); a trial run with several seeds is one unit (its mean over
     seeds). A method is named as the leaderboards name it: ``brainvis``, or ``brainvis[no_freq]`` for a
-    grid variant. For methods with several w, the record closest to w = 0.5 is used. ``grid``: only the
+    grid variant, with ``@W`` for one interpolation weight (``brainvis[full]@0``); without it each side
+    uses its records at the one w closest to 0.5 (``w_a``, ``w_b``), never a mix of weights. ``grid``: only the
     records that grid's leaderboard uses; ``dataset``: only that dataset id (otherwise pairs from every
     dataset are pooled, and ``datasets`` lists them). p-values are Holm-corrected over the metrics
     compared (``p_value_holm``, per level).
@@ -59,14 +68,22 @@ def compare_methods(
         recs = [r for r in recs if r["subject"] == subject]
     if dataset is not None:
         recs = [r for r in recs if _match_key(r)[0] == dataset]
-    by = {}
+    by: dict = {}
+    chosen_w: dict[str, float] = {}
     for m in (method_a, method_b):
-        method, variant = parse_method(m)
-        mine = sorted((r for r in recs if r["method"] == method and (r.get("variant") or None) == variant), key=_preference)
+        method, variant, w = parse_method(m)
+        mine = [r for r in recs if r["method"] == method and (r.get("variant") or None) == variant]
         if not mine:
             known = sorted({r["method"] + (f"[{r['variant']}]" if r.get("variant") else "") for r in recs})
             what = f"method {method!r} " + (f"with variant {variant!r}" if variant else "(without a variant)")
             raise UserError(f"no records of {what} in {store}" + (f" for subject {subject}" if subject is not None else "") + f"; methods there: {', '.join(known)}")
+        ws = sorted({float(r["w"]) for r in mine})
+        if w is None:  # one w for every pair of a side: the one closest to 0.5
+            w = min(ws, key=lambda x: (abs(x - 0.5), x))
+        elif not any(math.isclose(w, x) for x in ws):
+            raise UserError(f"{m!r}: no records at w = {w:g}; its records have w = {', '.join(f'{x:g}' for x in ws)}")
+        chosen_w[m] = w
+        mine = sorted((r for r in mine if math.isclose(float(r["w"]), w)), key=_preference)
         table: dict = {}
         for r in mine:
             table.setdefault(_match_key(r), r)
@@ -111,7 +128,7 @@ def compare_methods(
     with_subjects = [k for k in out if "subjects" in out[k]]
     for key, p in zip(with_subjects, holm([out[k]["subjects"]["p_value"] for k in with_subjects])):
         out[key]["subjects"]["p_value_holm"] = p
-    return {"a": method_a, "b": method_b, "pairs": [list(p) for p in pairs], "datasets": sorted({p[0] for p in pairs}), "metrics": out}
+    return {"a": method_a, "b": method_b, "w_a": chosen_w[method_a], "w_b": chosen_w[method_b], "pairs": [list(p) for p in pairs], "datasets": sorted({p[0] for p in pairs}), "metrics": out}
 
 
 def _title(metric: str) -> str:
@@ -120,7 +137,7 @@ def _title(metric: str) -> str:
 
 def compare_markdown(result: dict) -> str:
     m0 = result["metrics"]
-    lines = [f"Paired comparison {result['a']} - {result['b']} over {len(result['pairs'])} matched (dataset, subject, fraction, seed) runs; datasets: {', '.join(result['datasets'])}", "",
+    lines = [f"Paired comparison {result['a']} (w = {result['w_a']:g}) - {result['b']} (w = {result['w_b']:g}) over {len(result['pairs'])} matched (dataset, subject, fraction, seed) runs; datasets: {', '.join(result['datasets'])}", "",
              "Over test trials (a trial run with several seeds is one unit); p-values Holm-corrected over the metrics:", "",
              "| metric | mean A | mean B | A - B | 95% CI | p (permutation) | p (Holm) | p (Wilcoxon) | n trials |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for m, r in m0.items():
