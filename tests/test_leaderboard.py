@@ -89,6 +89,8 @@ def test_compare_pairs_the_same_trials(tmp_path):
     top1 = res["metrics"]["top1"]
     assert top1["n"] == 80 and top1["diff"] == pytest.approx(top1["mean_a"] - top1["mean_b"])
     assert top1["ci_low"] <= top1["diff"] <= top1["ci_high"]
+    only = compare_methods(store, "brainvis", "lstm", subject=4, fraction=0.1)
+    assert only["pairs"] == [["cvpr40-synth-mini-abc", 4, 0.1, 0]] and only["metrics"]["top1"]["n"] == 40
 
 
 def test_compare_never_pairs_trials_of_two_datasets(tmp_path):

@@ -346,6 +346,7 @@ def compare(
     grid: Optional[str] = typer.Option(None, help="Only records of this grid."),
     subject: Optional[int] = typer.Option(None, help="Only this subject."),
     dataset: Optional[str] = typer.Option(None, help="Only this dataset id (default: pairs from every dataset in the store, pooled)."),
+    fraction: Optional[float] = typer.Option(None, help="Only this training-data fraction (default: pairs from every fraction, pooled)."),
     metric: Optional[list[str]] = typer.Option(None, help="Metrics (repeatable; default: all per-trial metrics)."),
     markdown: Optional[Path] = typer.Option(None, help="Also write the table as markdown here."),
     include: Optional[list[str]] = typer.Option(None, "--include", help="Plugin (folder, .py file or module) whose metrics the records name; repeatable."),
@@ -360,7 +361,7 @@ def compare(
         raise UserError(f"--store {store}: no such folder")
     if markdown is not None and markdown.expanduser().is_dir():
         raise UserError(f"--markdown {markdown}: is a folder; give a file name")
-    res = compare_methods(store, method_a, method_b, subject=subject, metrics=metric, grid=grid, dataset=dataset)
+    res = compare_methods(store, method_a, method_b, subject=subject, metrics=metric, grid=grid, dataset=dataset, fraction=fraction)
     table = Table(title=f"{method_a} (w = {res['w_a']:g}) - {method_b} (w = {res['w_b']:g}) over test trials ({len(res['pairs'])} paired trial sets; {', '.join(res['datasets'])}); p Holm-corrected over metrics")
     for col in ("metric", "mean A", "mean B", "A - B", "95% CI", "p perm", "p Holm", "p Wilcoxon", "n"):
         table.add_column(col, justify="right")

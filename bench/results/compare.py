@@ -45,7 +45,8 @@ def _preference(r: dict) -> tuple:
 
 
 def compare_methods(
-    store, method_a: str, method_b: str, *, subject: int | None = None, metrics: list[str] | None = None, grid: str | None = None, dataset: str | None = None
+    store, method_a: str, method_b: str, *, subject: int | None = None, metrics: list[str] | None = None, grid: str | None = None, dataset: str | None = None,
+    fraction: float | None = None,
 ) -> dict:
     """Per metric: mean difference A - B over paired test trials, 95% CI, permutation p-value; with
     two or more subjects also the subject-level test (:func:`~bench.metrics.subject_comparison`).
@@ -56,7 +57,8 @@ def compare_methods(
     grid variant, with ``@W`` for one interpolation weight (``brainvis[full]@0``); without it each side
     uses its records at the one w closest to 0.5 (``w_a``, ``w_b``), never a mix of weights. ``grid``: only the
     records that grid's leaderboard uses; ``dataset``: only that dataset id (otherwise pairs from every
-    dataset are pooled, and ``datasets`` lists them). p-values are Holm-corrected over the metrics
+    dataset are pooled, and ``datasets`` lists them); ``fraction``: only that training fraction (otherwise
+    pairs from every fraction are pooled). p-values are Holm-corrected over the metrics
     compared (``p_value_holm``, per level).
     """
     from bench.plugins import load_entry_points
@@ -68,6 +70,8 @@ def compare_methods(
         recs = [r for r in recs if r["subject"] == subject]
     if dataset is not None:
         recs = [r for r in recs if _match_key(r)[0] == dataset]
+    if fraction is not None:
+        recs = [r for r in recs if math.isclose(float(r["fraction"]), fraction)]
     by: dict = {}
     chosen_w: dict[str, float] = {}
     for m in (method_a, method_b):
