@@ -130,6 +130,7 @@ class BrainVisConfig:
     fusion_init: str = "random"  # "heads": the fusion classifier starts as the sum of the branches' trained heads (published: a new layer);
     # "calibrated": as "heads", each head divided by its temperature fitted on the validation trials (a guessing branch starts near silent)
     joint_select_start: bool = False  # the joint stage's starting state competes in its selection as epoch 0 (published: no)
+    joint_min_epochs: int = 0  # the joint stage never stops early before this epoch (0: no floor); with joint_select_start, a first dip cannot end it
     freq_bin_embedding: bool = False  # a learned vector per frequency bin added to the LSTM input (published: none)
     pretrain_data: str = "all_subjects"  # or "subject_unlabelled", "subject" (see the module docstring)
     branch_data: str = "subject"  # "all_subjects": the branches' supervised stages on every subject's training trials (official code)
@@ -175,6 +176,8 @@ class BrainVisConfig:
             raise ValueError(f"pretrain_select must be one of {', '.join(PRETRAIN_SELECT)}; got {cfg.pretrain_select!r}")
         if cfg.pretrain and cfg.use_time and not cfg.pretrain_latent and cfg.pretrain_signal_weight <= 0:
             raise ValueError("pretrain_latent = false needs pretrain_signal_weight > 0 (the pretext's only target)")
+        if cfg.joint_min_epochs < 0:
+            raise ValueError(f"joint_min_epochs must be >= 0, got {cfg.joint_min_epochs!r}")
         if cfg.align_encoder_lr < 0:
             raise ValueError(f"align_encoder_lr must be >= 0 (0: align_lr), got {cfg.align_encoder_lr!r}")
         if not 0.0 <= cfg.pretrain_min_delta < 1.0:
@@ -278,7 +281,7 @@ class BrainVis(Method):
         with stage_rng(seed, STAGE_JOINT):
             report["joint"] = train_classifier(
                 self.encoder, lambda x: self.encoder(x)["logits"], train, val, epochs=epochs, lr=cfg.joint_lr, g=stage_generator(seed, STAGE_JOINT), params=params,
-                select_start=cfg.joint_select_start, **kw,
+                select_start=cfg.joint_select_start, min_epochs=cfg.joint_min_epochs, **kw,
             )  # fmt: skip
         lap("joint")
 
