@@ -131,6 +131,7 @@ class BrainVisConfig:
     # "calibrated": as "heads", each head divided by its temperature fitted on the validation trials (a guessing branch starts near silent)
     joint_select_start: bool = False  # the joint stage's starting state competes in its selection as epoch 0 (published: no)
     joint_min_epochs: int = 0  # the joint stage never stops early before this epoch (0: no floor); with joint_select_start, a first dip cannot end it
+    joint_branch_lr: float = 0.0  # the branches' learning rate in the joint stage (0: ``joint_lr``); the fusion layer always trains at ``joint_lr``
     freq_bin_embedding: bool = False  # a learned vector per frequency bin added to the LSTM input (published: none)
     pretrain_data: str = "all_subjects"  # or "subject_unlabelled", "subject" (see the module docstring)
     branch_data: str = "subject"  # "all_subjects": the branches' supervised stages on every subject's training trials (official code)
@@ -176,6 +177,8 @@ class BrainVisConfig:
             raise ValueError(f"pretrain_select must be one of {', '.join(PRETRAIN_SELECT)}; got {cfg.pretrain_select!r}")
         if cfg.pretrain and cfg.use_time and not cfg.pretrain_latent and cfg.pretrain_signal_weight <= 0:
             raise ValueError("pretrain_latent = false needs pretrain_signal_weight > 0 (the pretext's only target)")
+        if cfg.joint_branch_lr < 0:
+            raise ValueError(f"joint_branch_lr must be >= 0 (0: joint_lr), got {cfg.joint_branch_lr!r}")
         if cfg.joint_min_epochs < 0:
             raise ValueError(f"joint_min_epochs must be >= 0, got {cfg.joint_min_epochs!r}")
         if cfg.align_encoder_lr < 0:
@@ -271,7 +274,7 @@ class BrainVis(Method):
             if cfg.fusion_init == "calibrated":
                 report["fusion_scales"] = {"time": scales[0], "freq": scales[1]}
         log("brainvis: joint fine-tuning" if cfg.finetune else "brainvis: fusion classifier on frozen features")
-        params = self.encoder.parameters() if cfg.finetune else self.encoder.fusion.parameters()
+        params = self._joint_params() if cfg.finetune else self.encoder.fusion.parameters()
         if not cfg.finetune:
             for p in self.encoder.parameters():
                 p.requires_grad_(False)
@@ -294,6 +297,18 @@ class BrainVis(Method):
         return report
 
     # ---------------------------------------------------------------------------------------------
+
+    def _joint_params(self) -> list[dict]:
+        """The joint stage's parameter groups: the fusion layer at ``joint_lr``, the branches at
+        ``joint_branch_lr`` (0: ``joint_lr``, one group as published)."""
+        cfg = self.cfg
+        if not cfg.joint_branch_lr:
+            return [{"params": list(self.encoder.parameters())}]
+        fusion = {id(p) for p in self.encoder.fusion.parameters()}
+        return [
+            {"params": list(self.encoder.fusion.parameters())},
+            {"params": [p for p in self.encoder.parameters() if id(p) not in fusion], "lr": cfg.joint_branch_lr},
+        ]
 
     @staticmethod
     def _head_scales(val: TrialSet, time_enc: TimeEncoder | None, freq: FreqEncoder | None) -> tuple[float, float]:

@@ -262,3 +262,13 @@ def test_calibrated_fusion_and_a_joint_stage_that_may_keep_its_start():
     assert off["fusion_scales"]["freq"] == 1.0  # an off branch has no head to scale
     with pytest.raises(ValueError, match="fusion_init"):
         BrainVisConfig.from_profile(TINY, {"fusion_init": "calibrate"})
+
+
+def test_joint_branch_lr_splits_the_fusion_layer_from_the_branches():
+    m, rep = _fit({"joint_branch_lr": 1e-4})
+    groups = m._joint_params()
+    fusion = {id(p) for p in m.encoder.fusion.parameters()}
+    assert [{id(p) for p in g["params"]} == fusion for g in groups] == [True, False] and groups[1]["lr"] == 1e-4
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in m.encoder.parameters()}
+    one, _ = _fit()
+    assert len(one._joint_params()) == 1  # as published: one group at joint_lr
