@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.cli.harness import parse_multi
@@ -17,6 +19,7 @@ from bench.experiment.grid import (
     shipped_grids,
 )
 from bench.errors import UserError
+from bench.methods.registry import get_method
 
 SHIPPED = {"smoke", "data_scaling", "interpolation", "subjects", "ablation", "leakage"}
 PAPER_METHODS = {
@@ -50,10 +53,6 @@ def test_shipped_grids_parse_and_expand():
 def test_probe_grids_in_benchmarks_parse_and_name_their_measurements():
     """The probe grids under benchmarks/grids back figures quoted in README and the profiles: each parses
     with the method's real options, expands, and carries a note with its measurements and its command."""
-    from pathlib import Path
-
-    from bench.methods.registry import get_method
-
     probes = sorted((Path(__file__).parents[1] / "benchmarks" / "grids").glob("*.toml"))
     assert len(probes) >= 5
     known = set(get_method("brainvis").defaults())

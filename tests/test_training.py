@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bench.data.eegcvpr40 import TrialSet
 from bench.methods.base import FitContext, TrialSpec
-from bench.methods.training import batches, passes_per_epoch, train_classifier
+from bench.methods.training import batches, fit_temperature, passes_per_epoch, train_classifier
 
 
 @pytest.mark.parametrize(("fraction", "passes"), [(1.0, 1), (0.5, 2), (0.25, 4), (0.1, 10), (0.05, 20), (0.3, 3), (0.75, 1)])
@@ -93,9 +94,6 @@ def test_select_start_keeps_a_start_that_training_only_spoils():
 
 
 def test_fit_temperature_matches_a_grid_search_and_silences_a_guessing_head():
-    from bench.methods.training import fit_temperature
-    import torch.nn.functional as F
-
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 10, (500,), generator=g)
     informative = 3.0 * F.one_hot(y, 10).float() + torch.randn(500, 10, generator=g) * 2.0
